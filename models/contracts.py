@@ -1,0 +1,290 @@
+"""Data contracts: the columns, types and checks of every table ECM writes.
+
+This module is the single place where the warehouse tables are defined. The DuckDB DDL
+(:mod:`models.warehouse`), the pandera schemas that validate frames crossing module
+boundaries, the asset checks and the README's table reference all derive from :data:`TABLES`.
+
+Conventions: timestamps are tz-aware UTC and mark the *start* of an interval; ``day`` is the
+community's local calendar day (the Dagster partition); energies are [kWh] per interval;
+prices are [currency/kWh]; money amounts are DECIMAL(18, 2) in the community's currency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: name, DuckDB type, nullability and meaning (with unit)."""
+
+    name: str
+    sql: str
+    doc: str
+    nullable: bool = False
+    check: pa.Check | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table: its columns, primary key and the column that partitions it."""
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    partition: str | None = "day"
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in order."""
+        return [c.name for c in self.columns]
+
+    def ddl(self) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` statement for DuckDB."""
+        cols = [f'"{c.name}" {c.sql}{"" if c.nullable else " NOT NULL"}' for c in self.columns]
+        cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+_NONNEG = pa.Check.ge(0)
+_PROB = pa.Check.in_range(0, 1)
+_TS = "TIMESTAMPTZ"
+
+
+def _c(name: str, sql: str, doc: str, nullable: bool = False, check: pa.Check | None = None):
+    return Column(name, sql, doc, nullable, check)
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            "members",
+            "Community members (master data, from the configuration or an Excel workbook).",
+            (
+                _c("member_id", "VARCHAR", "member id"),
+                _c("name", "VARCHAR", "display name"),
+                _c("kind", "VARCHAR", "household | business | municipality"),
+                _c("joined", "DATE", "first day of membership"),
+                _c("left_on", "DATE", "last day of membership (null: still a member)", True),
+                _c("pv_kwp", "DOUBLE", "rooftop PV peak power [kWp]", check=_NONNEG),
+                _c("source_building", "VARCHAR", "demo: CityLearn building", True),
+            ),
+            ("member_id",),
+            None,
+        ),
+        Table(
+            "metering_points",
+            "Metering points: one measured flow of a member or of a shared asset.",
+            (
+                _c("metering_point_id", "VARCHAR", "metering point id"),
+                _c("owner_id", "VARCHAR", "member id, or the community owner id for shared assets"),
+                _c("direction", "VARCHAR", "consumption | production"),
+                _c("interval_minutes", "INTEGER", "reading interval [min]"),
+            ),
+            ("metering_point_id",),
+            None,
+        ),
+        Table(
+            "assets",
+            "Batteries and PV plants, behind a member's meter or shared by the community.",
+            (
+                _c("asset_id", "VARCHAR", "asset id"),
+                _c("owner_id", "VARCHAR", "member id or the community owner id"),
+                _c("asset_type", "VARCHAR", "battery | pv"),
+                _c("capacity_kwh", "DOUBLE", "battery usable capacity [kWh]", True),
+                _c("power_kw", "DOUBLE", "battery charge/discharge power [kW]", True),
+                _c("round_trip_efficiency", "DOUBLE", "battery round-trip efficiency [-]", True),
+                _c("initial_soc_fraction", "DOUBLE", "battery SoC at the start of a day [-]", True),
+                _c("kwp", "DOUBLE", "PV peak power [kWp]", True),
+                _c("shared", "BOOLEAN", "owned by the community"),
+            ),
+            ("asset_id",),
+            None,
+        ),
+        Table(
+            "meter_readings",
+            "Interval energy per metering point, as measured (raw, never overwritten silently).",
+            (
+                _c("metering_point_id", "VARCHAR", "metering point id"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("kwh", "DOUBLE", "energy in the interval [kWh]"),
+                _c("quality", "VARCHAR", "measured | estimated"),
+                _c("day", "DATE", "local day of the interval"),
+                _c("source", "VARCHAR", "file or source the reading came from"),
+                _c("source_sha256", "VARCHAR", "SHA-256 of the source file", True),
+                _c("ingested_at", _TS, "when the reading was stored (UTC)"),
+            ),
+            ("metering_point_id", "ts"),
+        ),
+        Table(
+            "weather",
+            "Weather observations and forecasts with the time each became known.",
+            (
+                _c("ts", _TS, "valid interval start (UTC)"),
+                _c("issue_time", _TS, "when the value became known (UTC)"),
+                _c("kind", "VARCHAR", "observation | forecast"),
+                _c("source", "VARCHAR", "bundled-citylearn | open-meteo"),
+                _c("lead_hours", "DOUBLE", "ts - issue_time [h]"),
+                _c("temperature_2m", "DOUBLE", "air temperature [degC]", True),
+                _c("relative_humidity_2m", "DOUBLE", "relative humidity [%]", True),
+                _c("diffuse_radiation", "DOUBLE", "diffuse horizontal irradiance [W/m^2]", True),
+                _c("direct_normal_irradiance", "DOUBLE", "direct normal irradiance [W/m^2]", True),
+                _c("day", "DATE", "local day of ts"),
+            ),
+            ("ts", "issue_time", "kind", "source"),
+        ),
+        Table(
+            "prices",
+            "Import (time-of-use) and export prices per interval, converted to [currency/kWh].",
+            (
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("price_type", "VARCHAR", "import | export"),
+                _c("price_per_kwh", "DOUBLE", "price [currency/kWh]", check=_NONNEG),
+                _c("currency", "VARCHAR", "ISO 4217 currency"),
+                _c("source", "VARCHAR", "file or tariff the price came from"),
+                _c("day", "DATE", "local day of ts"),
+            ),
+            ("ts", "price_type"),
+        ),
+        Table(
+            "forecasts",
+            "Quantile and point forecasts for the day, per model (champion marked).",
+            (
+                _c("day", "DATE", "local day forecast"),
+                _c("issue_time", _TS, "forecast issue time (UTC): only data known then is used"),
+                _c("target", "VARCHAR", "load | pv | price"),
+                _c("unique_id", "VARCHAR", "member id, shared asset id, or 'import' for price"),
+                _c("model", "VARCHAR", "seasonal_naive | lightgbm"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("point", "DOUBLE", "point forecast [kWh or currency/kWh]"),
+                _c("q10", "DOUBLE", "10% quantile"),
+                _c("q50", "DOUBLE", "median"),
+                _c("q90", "DOUBLE", "90% quantile"),
+                _c("is_champion", "BOOLEAN", "model chosen for dispatch by backtest pinball loss"),
+                _c("mlflow_run_id", "VARCHAR", "MLflow run of the training", True),
+            ),
+            ("day", "target", "unique_id", "model", "ts"),
+        ),
+        Table(
+            "scenarios",
+            "Joint scenarios of load, PV and price with probabilities (hour-correlated).",
+            (
+                _c("day", "DATE", "local day"),
+                _c("scenario", "INTEGER", "scenario number"),
+                _c("probability", "DOUBLE", "scenario probability [-]", check=_PROB),
+                _c("target", "VARCHAR", "load | pv | price"),
+                _c("unique_id", "VARCHAR", "member id, shared asset id, or 'import'"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("value", "DOUBLE", "scenario value [kWh or currency/kWh]"),
+            ),
+            ("day", "scenario", "target", "unique_id", "ts"),
+        ),
+        Table(
+            "dispatch_plan",
+            "Battery plan and grid flows per member (or shared asset), interval and scenario.",
+            (
+                _c("day", "DATE", "local day"),
+                _c("member_id", "VARCHAR", "member id, or the community owner id for shared assets"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("scenario", "VARCHAR", "'expected' (probability-weighted) or 's<k>'"),
+                _c("probability", "DOUBLE", "scenario probability (1 for expected) [-]"),
+                _c("load_kwh", "DOUBLE", "consumption [kWh]", check=_NONNEG),
+                _c("pv_kwh", "DOUBLE", "PV generation [kWh]", check=_NONNEG),
+                _c("charge_kwh", "DOUBLE", "battery charge, grid side [kWh]", check=_NONNEG),
+                _c("discharge_kwh", "DOUBLE", "battery discharge, grid side [kWh]", check=_NONNEG),
+                _c("soc_kwh", "DOUBLE", "battery state of charge at interval end [kWh]",
+                   check=_NONNEG),
+                _c("import_kwh", "DOUBLE", "grid withdrawal [kWh]", check=_NONNEG),
+                _c("export_kwh", "DOUBLE", "grid injection [kWh]", check=_NONNEG),
+                _c("import_price", "DOUBLE", "import price [currency/kWh]"),
+                _c("export_price", "DOUBLE", "export price [currency/kWh]"),
+                _c("community_shared_kwh", "DOUBLE",
+                   "community shared energy min(injection, withdrawal) in the interval [kWh]"),
+                _c("plan_kind", "VARCHAR", "optimal (LP) | fallback (rule-based)"),
+            ),
+            ("day", "member_id", "ts", "scenario"),
+        ),
+        Table(
+            "allocations",
+            "The day's community benefit allocated to members under each fairness rule.",
+            (
+                _c("day", "DATE", "local day"),
+                _c("member_id", "VARCHAR", "member id, or the community owner id (community fund)"),
+                _c("rule", "VARCHAR", "pro_rata_consumption | shapley"),
+                _c("shared_kwh", "DOUBLE", "shared energy allocated to the member [kWh]"),
+                _c("amount", "DECIMAL(18,2)", "benefit allocated [currency], whole cents"),
+                _c("currency", "VARCHAR", "ISO 4217 currency"),
+                _c("consumption_kwh", "DOUBLE", "metered consumption [kWh]"),
+                _c("import_kwh", "DOUBLE", "grid withdrawal after batteries [kWh]"),
+                _c("export_kwh", "DOUBLE", "grid injection after batteries [kWh]"),
+                _c("standalone_cost", "DOUBLE", "grid cost acting alone [currency]"),
+                _c("community_cost", "DOUBLE", "grid cost with the community plan [currency]"),
+                _c("is_settlement", "BOOLEAN", "the rule that is billed (per the approved policy)"),
+                _c("explanation", "VARCHAR", "why the member got this amount"),
+            ),
+            ("day", "member_id", "rule"),
+        ),
+        Table(
+            "anomalies",
+            "Flags on meter data and on forecasts against actuals, with severity and evidence.",
+            (
+                _c("day", "DATE", "local day the check ran for"),
+                _c("rule", "VARCHAR", "gap | negative | spike | flatline | forecast_miss"),
+                _c("severity", "VARCHAR", "low | medium | high"),
+                _c("subject_id", "VARCHAR", "metering point or forecast series flagged"),
+                _c("ts_start", _TS, "first interval concerned (UTC)"),
+                _c("ts_end", _TS, "end of the last interval concerned (UTC)"),
+                _c("message", "VARCHAR", "what looks wrong"),
+                _c("evidence", "VARCHAR", "JSON with the numbers behind the flag"),
+            ),
+            ("day", "rule", "subject_id", "ts_start"),
+        ),
+    ]
+}
+"""Every warehouse table, by name."""
+
+
+def schema(table: str) -> pa.DataFrameSchema:
+    """Pandera schema of a warehouse table (types, nullability, value checks, unique key).
+
+    Parameters
+    ----------
+    table : str
+        Name of a table in :data:`TABLES`.
+    """
+    t = TABLES[table]
+    dtypes = {
+        "VARCHAR": str,
+        "DOUBLE": float,
+        "INTEGER": int,
+        "BOOLEAN": bool,
+        "DATE": object,
+        "DECIMAL(18,2)": object,
+        _TS: pd.DatetimeTZDtype(tz="UTC"),
+    }
+    cols = {
+        c.name: pa.Column(
+            dtypes[c.sql],
+            checks=[c.check] if c.check is not None else None,
+            nullable=c.nullable,
+            coerce=c.sql not in ("DATE", "DECIMAL(18,2)"),
+        )
+        for c in t.columns
+    }
+    return pa.DataFrameSchema(cols, strict=True, unique=list(t.key), name=table)
+
+
+def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Validate ``df`` against the table's contract and return it with columns in order.
+
+    Raises
+    ------
+    pandera.errors.SchemaError
+        Naming the column and failing rows.
+    """
+    return schema(table).validate(df[TABLES[table].column_names].reset_index(drop=True))

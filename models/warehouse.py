@@ -1,0 +1,161 @@
+"""The DuckDB warehouse: schema creation and atomic, idempotent writes.
+
+Every write replaces a slice of a table (a local day, or the whole table for master data)
+inside one transaction: delete the slice, insert the new rows, commit. Re-running a day
+therefore replaces it exactly, and a failure part-way leaves the previous content intact.
+Writers (parallel partitions, a backfill beside the schedule, the CLI) are serialised by a
+file lock beside the database, so DuckDB's single-writer rule never surfaces as a lock error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+from filelock import FileLock
+
+from models.contracts import TABLES, conform
+
+
+class Warehouse:
+    """Access to the DuckDB warehouse file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The DuckDB file, e.g. ``$ECM_HOME/warehouse.duckdb``.
+    lock_timeout_s : float
+        How long a writer waits for another one [s].
+    """
+
+    def __init__(self, path: str | Path, lock_timeout_s: float = 600.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, held under the warehouse lock, with UTC as time zone."""
+        with self._lock:
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
+            finally:
+                con.close()
+
+    def init_schema(self) -> None:
+        """Create every table of :data:`models.contracts.TABLES` that does not exist yet."""
+        with self.connect() as con:
+            for table in TABLES.values():
+                con.execute(table.ddl())
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a parameterised query and return a DataFrame (timestamps tz-aware UTC)."""
+        with self.connect() as con:
+            df = con.execute(sql, list(params or [])).df()
+        return _normalise(df)
+
+    def read(self, table: str, where: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Read a table, optionally filtered by equality on columns (parameterised)."""
+        t = TABLES[table]
+        clauses, params = _where(t.column_names, where)
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        return self.query(f"SELECT {cols} FROM {t.name}{clauses}", params)  # noqa: S608
+
+    def read_day(self, table: str, day: dt.date) -> pd.DataFrame:
+        """Rows of one local day (partition)."""
+        return self.read(table, {"day": day})
+
+    def replace(
+        self, table: str, df: pd.DataFrame, where: Mapping[str, Any] | None = None
+    ) -> int:
+        """Atomically replace the rows matching ``where`` by ``df``.
+
+        Parameters
+        ----------
+        table : str
+            Table name from :data:`models.contracts.TABLES`.
+        df : DataFrame
+            New rows; validated against the table's contract first.
+        where : mapping, optional
+            Equality filter defining the slice to replace (e.g. ``{"day": day}``). ``None``
+            replaces the whole table (master data).
+
+        Returns
+        -------
+        int
+            Number of rows written.
+        """
+        t = TABLES[table]
+        df = conform(table, df)
+        if where:
+            for col, val in where.items():
+                bad = df[col] != val
+                if bad.any():
+                    raise ValueError(f"{table}: {int(bad.sum())} rows outside the slice {col}={val}")
+        clauses, params = _where(t.column_names, where)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DELETE FROM {t.name}{clauses}", params)  # noqa: S608
+                con.register("_ecm_new_rows", df)
+                cols = ", ".join(f'"{c}"' for c in t.column_names)
+                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+                con.unregister("_ecm_new_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(df)
+
+    def upsert_readings(self, df: pd.DataFrame) -> int:
+        """Insert or replace meter readings by (metering point, interval), atomically."""
+        t = TABLES["meter_readings"]
+        df = conform("meter_readings", df)
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("_ecm_new_rows", df)
+                con.execute(
+                    "DELETE FROM meter_readings USING _ecm_new_rows n "
+                    "WHERE meter_readings.metering_point_id = n.metering_point_id "
+                    "AND meter_readings.ts = n.ts"
+                )
+                con.execute(f"INSERT INTO meter_readings ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+                con.unregister("_ecm_new_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(df)
+
+    def row_counts(self) -> dict[str, int]:
+        """Row count of every table."""
+        with self.connect() as con:
+            return {
+                name: int(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # noqa: S608
+                for name in TABLES
+            }
+
+
+def _where(columns: list[str], where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    if not where:
+        return "", []
+    for col in where:
+        if col not in columns:
+            raise KeyError(f"unknown column {col!r}")
+    return " WHERE " + " AND ".join(f'"{c}" = ?' for c in where), list(where.values())
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
+            df[col] = df[col].dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    return df
