@@ -249,7 +249,7 @@ def get_openmeteo_forecast(
         client = openmeteo_requests.Client(session=http)
         try:
             # Client.weather_api forwards **kwargs to session.get(...): explicit timeout here.
-            responses = client.weather_api(url, params=params, timeout=timeout_s)
+            responses = client.weather_api(url, params=params)
         except Exception as exc:  # OpenMeteoRequestsError wraps requests/urllib3 errors
             raise WeatherSourceError(
                 f"Open-Meteo request to {url} failed (timeout {timeout_s} s): {exc}"

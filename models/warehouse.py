@@ -114,6 +114,38 @@ class Warehouse:
                 raise
         return len(df)
 
+    def replace_days(self, table: str, df: pd.DataFrame, days: Sequence[dt.date]) -> int:
+        """Atomically replace whole local days of a day-partitioned table by ``df``.
+
+        Every row of ``df`` must fall on one of ``days``; days without rows end up empty.
+        """
+        t = TABLES[table]
+        df = conform(table, df)
+        days = sorted(set(days))
+        outside = ~df["day"].isin(days)
+        if outside.any():
+            raise ValueError(f"{table}: {int(outside.sum())} rows outside the days written")
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        marks = ", ".join("?" for _ in days)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DELETE FROM {t.name} WHERE day IN ({marks})", days)  # noqa: S608
+                con.register("_ecm_new_rows", df)
+                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+                con.unregister("_ecm_new_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(df)
+
+    def days_present(self, table: str, first: dt.date, last: dt.date) -> set[dt.date]:
+        """Local days in [first, last] with at least one row in ``table``."""
+        df = self.query(f"SELECT DISTINCT day FROM {TABLES[table].name} "  # noqa: S608
+                        "WHERE day BETWEEN ? AND ?", [first, last])
+        return {pd.Timestamp(d).date() for d in df["day"]}
+
     def upsert_readings(self, df: pd.DataFrame) -> int:
         """Insert or replace meter readings by (metering point, interval), atomically."""
         t = TABLES["meter_readings"]

@@ -1,0 +1,178 @@
+"""Dispatch and allocation assets."""
+
+
+import datetime as dt
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.forecast import scenarios
+from assets.ingest import meter_readings, prices
+from assets.partitions import daily_partitions
+from assets.queries import actuals, export_prices
+from assets.resources import EcmResource
+from models.config import Battery, CommunityConfig
+from models.ingest import (
+    check_readings_complete,
+    check_readings_plausible,
+    check_readings_unique,
+)
+from models.master_data import metering_point_index
+from models.timeutil import as_date, day_intervals_utc
+from optimisation.allocation import AllocationInputs, allocate, gini
+from optimisation.dispatch import (
+    BatterySpec,
+    DispatchError,
+    DispatchInputs,
+    plan_day,
+    rule_based_plan,
+)
+from optimisation.settlement import grid_cost, price_matrix, realised_flows, scenario_cube
+
+
+def _spec(b: Battery) -> BatterySpec:
+    return BatterySpec(b.capacity_kwh, b.power_kw, b.round_trip_efficiency,
+                       b.initial_soc_fraction, b.min_soc_fraction)
+
+
+def players_and_batteries(cfg: CommunityConfig) -> tuple[list[str], dict[str, BatterySpec]]:
+    """Players (members, then the community owner) and their batteries."""
+    players = [*cfg.member_ids, cfg.shared_assets.owner_id]
+    bats = {m.id: _spec(m.battery) for m in cfg.members if m.battery is not None}
+    if cfg.shared_assets.battery is not None:
+        bats[cfg.shared_assets.owner_id] = _spec(cfg.shared_assets.battery)
+    return players, bats
+
+
+def _pv_ids(cfg: CommunityConfig) -> dict[str, str]:
+    pv = cfg.shared_assets.pv
+    return {cfg.shared_assets.owner_id: pv.id} if pv is not None else {}
+
+
+def plan_dir(ecm: EcmResource, day: dt.date):
+    """Folder with the day's plan summary (and a fallback plan if the optimiser failed)."""
+    d = ecm.home_path() / "plans" / day.isoformat()
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dg.asset(partitions_def=daily_partitions, kinds={"pyomo", "highs", "duckdb"},
+          group_name="plan", deps=[scenarios, prices])
+def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
+    """Two-stage stochastic battery plan (Pyomo + HiGHS): batteries decided once, grid flows
+    per scenario; minimises expected grid cost minus the shared-energy incentive."""
+    cfg, day = ecm.community(), as_date(context.partition_key)
+    wh = ecm.warehouse()
+    scen = wh.read_day("scenarios", day)
+    ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
+    players, bats = players_and_batteries(cfg)
+    probs = scen.groupby("scenario")["probability"].first().sort_index().to_numpy()
+    imp = price_matrix(scen, ts)
+    exp = np.broadcast_to(export_prices(wh, day)["price_per_kwh"].to_numpy(), imp.shape).copy()
+    inputs = DispatchInputs(
+        ts=tuple(ts), interval_hours=cfg.community.interval_minutes / 60, players=tuple(players),
+        batteries=bats, load_kwh=scenario_cube(scen, players, ts, "load"),
+        pv_kwh=scenario_cube(scen, players, ts, "pv", _pv_ids(cfg)), import_price=imp,
+        export_price=exp, probabilities=probs / probs.sum(),
+        incentive_per_kwh=cfg.incentive.rate_per_kwh,
+        cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh)
+    out = plan_dir(ecm, day)
+    try:
+        result = plan_day(inputs, time_limit_s=cfg.dispatch.time_limit_s)
+    except DispatchError as err:
+        fallback = rule_based_plan(inputs).assign(plan_kind="fallback")
+        fallback.to_csv(out / "fallback_plan.csv", index=False)
+        raise dg.Failure(
+            description=f"No plan published: the optimiser failed ({err.termination_condition}):"
+                        f" {err.reason}. A rule-based fallback plan, labelled as such, is at "
+                        f"{out / 'fallback_plan.csv'} for the operator to review.",
+            metadata={"termination_condition": err.termination_condition,
+                      "reason": err.reason}) from err
+    plan = result.plan.assign(day=day, plan_kind="optimal")
+    n = wh.replace("dispatch_plan", plan, {"day": day})
+    rep = result.report
+    solve_info = {"termination_condition": rep.termination_condition,
+                  "build_time_s": rep.build_time_s, "solve_time_s": rep.solve_time_s,
+                  "n_variables": rep.n_variables, "n_constraints": rep.n_constraints}
+    (out / "summary.json").write_text(json.dumps({"summary": result.summary,
+                                                  "solve_info": solve_info}, indent=2))
+    return dg.MaterializeResult(metadata={
+        "rows_written": n, **{k: float(round(v, 4)) for k, v in result.summary.items()},
+        **solve_info, "scenarios": len(probs)})
+
+
+@dg.asset(partitions_def=daily_partitions, kinds={"duckdb"}, group_name="settle",
+          deps=[dispatch_plan, meter_readings])
+def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
+    """The day's community benefit (incentive + savings vs acting alone, on metered data with
+    the planned battery schedule) allocated under every approved fairness rule, to the cent."""
+    cfg, day = ecm.community(), as_date(context.partition_key)
+    wh = ecm.warehouse()
+    _require_checks_passed(ecm, cfg, day)
+    ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
+    players, bats = players_and_batteries(cfg)
+    act = actuals(wh, cfg, day, day)
+    load = _actual_matrix(act, "load", players, ts, {})
+    pv = _actual_matrix(act, "pv", players, ts, _pv_ids(cfg))
+    price = _actual_matrix(act, "price", ["import"], ts, {})[0]
+    exp_price = export_prices(wh, day)["price_per_kwh"].to_numpy()
+    plan = wh.query("SELECT member_id, ts, charge_kwh, discharge_kwh FROM dispatch_plan "
+                    "WHERE day = ? AND scenario = 'expected'", [day])
+    ch = plan.pivot(index="member_id", columns="ts", values="charge_kwh").reindex(
+        index=players, columns=ts).fillna(0.0).to_numpy()
+    dis = plan.pivot(index="member_id", columns="ts", values="discharge_kwh").reindex(
+        index=players, columns=ts).fillna(0.0).to_numpy()
+    imp, exp = realised_flows(load, pv, ch, dis)
+    alone = rule_based_plan(DispatchInputs(
+        ts=tuple(ts), interval_hours=cfg.community.interval_minutes / 60,
+        players=tuple(players), batteries=bats, load_kwh=load[None], pv_kwh=pv[None],
+        import_price=price[None], export_price=exp_price[None], probabilities=np.ones(1),
+        incentive_per_kwh=0.0))
+    alone = alone[alone["scenario"] == "s0"]
+    a_imp = alone.pivot(index="member_id", columns="ts", values="import_kwh").reindex(
+        index=players, columns=ts).to_numpy()
+    a_exp = alone.pivot(index="member_id", columns="ts", values="export_kwh").reindex(
+        index=players, columns=ts).to_numpy()
+    inputs = AllocationInputs(
+        players=tuple(players), consumption_kwh=load, import_kwh=imp, export_kwh=exp,
+        standalone_cost=grid_cost(a_imp, a_exp, price, exp_price),
+        community_cost=grid_cost(imp, exp, price, exp_price),
+        incentive_per_kwh=cfg.incentive.rate_per_kwh, currency=cfg.community.currency)
+    df = allocate(inputs, cfg.fairness.rules).assign(
+        day=day, currency=cfg.community.currency)
+    df["is_settlement"] = df["rule"] == cfg.fairness.settlement_rule
+    n = wh.replace("allocations", df, {"day": day})
+    return dg.MaterializeResult(metadata={
+        "rows_written": n, "settlement_rule": cfg.fairness.settlement_rule,
+        "policy_approval": f"{cfg.fairness.approval.reference} by "
+                           f"{cfg.fairness.approval.approved_by} on {cfg.fairness.approval.approved_on}",
+        **{f"total_{r}": float(g["amount"].sum()) for r, g in df.groupby("rule")},
+        **{f"gini_{r}": round(gini(g["amount"].astype(float).to_numpy()), 4)
+           for r, g in df.groupby("rule")},
+        "preview": dg.MetadataValue.md(
+            df.pivot(index="member_id", columns="rule", values="amount").to_markdown())})
+
+
+def _actual_matrix(act: pd.DataFrame, target: str, players: list[str], ts: list,
+                   ids: dict[str, str]) -> np.ndarray:
+    g = act[act["target"] == target].pivot_table(index="unique_id", columns="ts", values="y")
+    g = g.reindex(index=[ids.get(p, p) for p in players], columns=ts)
+    return g.fillna(0.0).to_numpy(dtype=float)
+
+
+def _require_checks_passed(ecm: EcmResource, cfg: CommunityConfig, day: dt.date) -> None:
+    """Settlement re-checks its own preconditions: a blocking check only stops downstream
+    assets in the same run, so a separately started run must not settle unchecked data."""
+    rows = ecm.warehouse().read_day("meter_readings", day)
+    results = [check_readings_complete(rows, day, cfg.community.timezone,
+                                       metering_point_index(cfg)),
+               check_readings_unique(rows),
+               check_readings_plausible(rows, cfg.community.interval_minutes)]
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise dg.Failure(
+            description=f"Settlement of {day} refused: meter data fails "
+                        + "; ".join(f"{r.description} ({r.metadata})" for r in failed),
+            metadata={"failed_checks": len(failed)})

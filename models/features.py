@@ -1,0 +1,209 @@
+"""Forecast features, computed strictly as of each day's issue time (no look-ahead).
+
+A forecast for local day ``d`` is issued at ``issue_time(d)`` (local midnight starting ``d``).
+Every feature of a row of day ``d`` uses only what was known then:
+
+- lags of the target at ``ts - 24 h`` when that interval ended before the issue time, else
+  ``ts - 48 h`` (so a 25-hour day never peeks at its own first hour), and ``ts - 168 h``;
+- weather *forecasts* whose ``issue_time`` is at or before the issue time (the freshest one
+  per valid time), never observations of the day;
+- calendar terms in local time, and a per-series scale (mean of the last 28 known days).
+
+The frame is long: one row per ``unique_id`` and ``ts`` with ``y`` the target (NaN for the day
+being forecast).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from models.timeutil import day_bounds_utc, day_intervals_utc
+
+WEATHER_FEATURES = ("temperature_2m", "relative_humidity_2m", "diffuse_radiation",
+                    "direct_normal_irradiance")
+FEATURES: dict[str, list[str]] = {
+    "load": ["hour", "dow", "is_weekend", "doy_sin", "doy_cos", "temperature_2m",
+             "relative_humidity_2m", "lag_1d", "lag_7d", "mean_7d", "uid_code"],
+    "pv": ["hour", "doy_sin", "doy_cos", "temperature_2m", "diffuse_radiation",
+           "direct_normal_irradiance", "pvwatts_per_kw", "clearsky_ghi", "lag_1d", "uid_code"],
+    "price": ["hour", "dow", "is_weekend", "month", "lag_1d", "lag_7d"],
+}
+"""Model features per target (lags and the PV physics term are normalised by the scale)."""
+
+
+def issue_time(day: dt.date, tz: str) -> pd.Timestamp:
+    """Issue time of the forecast for local ``day``: local midnight starting it, in UTC."""
+    return day_bounds_utc(day, tz)[0]
+
+
+def weather_as_of(weather: pd.DataFrame, days: Sequence[dt.date], tz: str) -> pd.DataFrame:
+    """For each day, the freshest weather forecast per valid time issued by the day's issue time.
+
+    Parameters
+    ----------
+    weather : DataFrame
+        Rows of the ``weather`` table (observations are ignored).
+    days : sequence of date
+        Local days.
+    tz : str
+        Community time zone.
+
+    Returns
+    -------
+    DataFrame
+        ``ts`` plus :data:`WEATHER_FEATURES`, one row per valid time in the days.
+    """
+    fc = weather[weather["kind"] == "forecast"]
+    out = []
+    for d in days:
+        start, end = day_bounds_utc(d, tz)
+        w = fc[(fc["ts"] >= start) & (fc["ts"] < end) & (fc["issue_time"] <= start)]
+        w = w.sort_values(["ts", "issue_time"]).groupby("ts", as_index=False).last()
+        out.append(w[["ts", *WEATHER_FEATURES]])
+    if not out:
+        return pd.DataFrame(columns=["ts", *WEATHER_FEATURES])
+    return pd.concat(out, ignore_index=True)
+
+
+def pv_physics(ts: pd.DatetimeIndex, weather: pd.DataFrame, latitude: float, longitude: float,
+               tilt_deg: float = 20.0, azimuth_deg: float = 180.0) -> pd.DataFrame:
+    """PVWatts output per installed kW and clear-sky GHI from forecast irradiance (pvlib).
+
+    Parameters
+    ----------
+    ts : DatetimeIndex
+        Interval starts (UTC); the sun is placed at mid-interval.
+    weather : DataFrame
+        Indexed by ts with temperature [degC], diffuse [W/m^2] and DNI [W/m^2].
+    latitude, longitude : float
+        Site [deg].
+    tilt_deg, azimuth_deg : float
+        Assumed plane of array [deg] (rooftop orientations are not in the data).
+
+    Returns
+    -------
+    DataFrame
+        ``pvwatts_per_kw`` [W/kW] and ``clearsky_ghi`` [W/m^2], indexed by ts.
+    """
+    mid = ts + pd.Timedelta(minutes=30)
+    sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
+    zen = sp["apparent_zenith"].to_numpy()
+    dni = weather["direct_normal_irradiance"].to_numpy(dtype=float)
+    dhi = weather["diffuse_radiation"].to_numpy(dtype=float)
+    cosz = np.clip(np.cos(np.radians(zen)), 0, None)
+    ghi = dni * cosz + dhi
+    poa = pvlib.irradiance.get_total_irradiance(
+        tilt_deg, azimuth_deg, sp["apparent_zenith"].to_numpy(), sp["azimuth"].to_numpy(),
+        dni, ghi, dhi)["poa_global"]
+    poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(0)
+    tcell = pvlib.temperature.sapm_cell(poa, weather["temperature_2m"].to_numpy(dtype=float), 1.0,
+                                        -3.56, -0.075, 3)
+    pdc = pvlib.pvsystem.pvwatts_dc(poa, tcell, pdc0=1000.0, gamma_pdc=-0.004)
+    cs = pvlib.clearsky.haurwitz(pd.Series(zen, index=ts))
+    return pd.DataFrame({"pvwatts_per_kw": np.asarray(pdc, dtype=float).clip(0),
+                         "clearsky_ghi": cs["ghi"].to_numpy()}, index=ts)
+
+
+def build_features(
+    history: pd.DataFrame,
+    days: Sequence[dt.date],
+    *,
+    target: str,
+    tz: str,
+    weather: pd.DataFrame | None = None,
+    scale: pd.Series | None = None,
+    latitude: float = 0.0,
+    longitude: float = 0.0,
+    interval_minutes: int = 60,
+) -> pd.DataFrame:
+    """Feature rows for every series and interval of ``days`` (see the module docstring).
+
+    Parameters
+    ----------
+    history : DataFrame
+        ``unique_id, ts, y``: actuals known so far (all before the last day's issue time for
+        the day being forecast; earlier days' rows are training targets).
+    days : sequence of date
+        Local days to build rows for, ascending.
+    target : str
+        ``load``, ``pv`` or ``price``.
+    tz : str
+        Community time zone.
+    weather : DataFrame, optional
+        ``weather`` table rows (needed for load and pv).
+    scale : Series, optional
+        Per ``unique_id`` scale [kWh or kWp]; lags and ``y_norm`` are divided by it.
+    latitude, longitude : float
+        Site, for the PV physics term.
+
+    Returns
+    -------
+    DataFrame
+        ``unique_id, ts, day, y, y_norm, scale`` and the features of ``FEATURES[target]``.
+    """
+    ids = sorted(history["unique_id"].unique())
+    hist = history.set_index(["unique_id", "ts"])["y"].sort_index()
+    hist = hist[~hist.index.duplicated(keep="last")]
+    scale = scale if scale is not None else pd.Series(1.0, index=ids)
+    rows = []
+    for d in days:
+        t = day_intervals_utc(d, tz, interval_minutes)
+        issue = t[0]
+        for uid in ids:
+            rows.append(pd.DataFrame({"unique_id": uid, "ts": t, "day": d, "_issue": issue}))
+    f = pd.concat(rows, ignore_index=True)
+    f["ts"] = pd.DatetimeIndex(f["ts"]).tz_convert("UTC")
+
+    def look(offset_h: int) -> np.ndarray:
+        idx = pd.MultiIndex.from_arrays([f["unique_id"], f["ts"] - pd.Timedelta(hours=offset_h)])
+        return hist.reindex(idx).to_numpy(dtype=float)
+
+    known_24 = (f["ts"] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=interval_minutes)
+                <= f["_issue"]).to_numpy()
+    lag1 = np.where(known_24, look(24), look(48))
+    lag7 = look(168)
+    prev = np.column_stack([look(24 * k) if k > 1 else lag1 for k in range(1, 8)])
+    with np.errstate(all="ignore"):
+        mean7 = np.nanmean(np.where(np.isnan(prev), np.nan, prev), axis=1)
+    sc = f["unique_id"].map(scale).fillna(1.0).to_numpy(dtype=float)
+    sc = np.where(sc > 0, sc, 1.0)
+    f["scale"] = sc
+    f["lag_1d"] = lag1 / sc
+    f["lag_7d"] = lag7 / sc
+    f["mean_7d"] = mean7 / sc
+    idx = pd.MultiIndex.from_arrays([f["unique_id"], f["ts"]])
+    f["y"] = hist.reindex(idx).to_numpy(dtype=float)
+    f["y_norm"] = f["y"] / sc
+    local = pd.DatetimeIndex(f["ts"]).tz_convert(tz)
+    f["hour"] = local.hour
+    f["dow"] = local.dayofweek
+    f["is_weekend"] = (local.dayofweek >= 5).astype(int)
+    f["month"] = local.month
+    doy = local.dayofyear.to_numpy()
+    f["doy_sin"] = np.sin(2 * np.pi * doy / 365.25)
+    f["doy_cos"] = np.cos(2 * np.pi * doy / 365.25)
+    f["uid_code"] = pd.Categorical(f["unique_id"], categories=ids).codes
+    if target in ("load", "pv"):
+        if weather is None:
+            raise ValueError(f"target {target!r} needs weather forecasts")
+        w = weather_as_of(weather, days, tz).set_index("ts")
+        w = w.reindex(pd.DatetimeIndex(f["ts"].unique()))
+        missing = w[list(WEATHER_FEATURES)].isna().all(axis=1)
+        if missing.any():
+            first = w.index[missing.to_numpy()][0]
+            raise ValueError(
+                f"no weather forecast issued by the issue time for {int(missing.sum())} "
+                f"interval(s), first {first.isoformat()}"
+            )
+        if target == "pv":
+            phys = pv_physics(pd.DatetimeIndex(w.index), w, latitude, longitude)
+            w = w.join(phys)
+        f = f.join(w, on="ts")
+        if target == "pv":
+            f["pvwatts_per_kw"] = f["pvwatts_per_kw"] / 1000.0
+    return f.drop(columns="_issue")

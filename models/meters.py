@@ -1,0 +1,284 @@
+"""Meter files: reading, validation and conversion to the ``meter_readings`` contract.
+
+The documented meter file format (CSV, Parquet or Excel ``.xlsx``), one row per metering point
+and interval:
+
+============================  ===============================================================
+column                        meaning
+============================  ===============================================================
+``metering_point_id``         a metering point known to the community (master data)
+``ts``                        interval start, ISO 8601 **with** a UTC offset
+                              (``2017-06-14T07:00:00Z`` or ``2017-06-14T00:00:00-07:00``)
+``kwh``                       energy in the interval [kWh], dot as decimal separator
+``quality`` (optional)        ``measured`` (default) or ``estimated``
+============================  ===============================================================
+
+CSV files are UTF-8 (a byte-order mark is accepted), comma-separated, with a header row.
+Any problem raises :class:`MeterFileError` naming the file, the row (as the file shows it:
+the header is row 1) and the field; nothing is written unless the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("metering_point_id", "ts", "kwh")
+QUALITIES = ("measured", "estimated")
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+class MeterFileError(ValueError):
+    """A meter file is invalid. Names the file, row and field."""
+
+    def __init__(self, path: str, message: str, row: int | None = None, field: str | None = None):
+        self.path, self.row, self.field = str(path), row, field
+        where = "".join(
+            [f", row {row}" if row is not None else "", f", field {field!r}" if field else ""]
+        )
+        super().__init__(f"{path}{where}: {message}")
+
+
+@dataclass(frozen=True)
+class MeteringPointInfo:
+    """What validation needs to know of a metering point."""
+
+    owner_id: str
+    interval_minutes: int
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (recorded with every reading for audit)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_meter_file(path: str | Path) -> pd.DataFrame:
+    """Read a meter file into raw string/number columns, without interpreting them.
+
+    Raises
+    ------
+    MeterFileError
+        Unreadable, too large, wrong delimiter or unknown extension.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MeterFileError(str(p), "no such file")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise MeterFileError(str(p), f"file larger than {MAX_FILE_BYTES} bytes")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            text = p.read_bytes().decode("utf-8-sig")
+            header = text.split("\n", 1)[0]
+            if ";" in header and "," not in header:
+                raise MeterFileError(str(p), "delimiter must be ',' (found ';')", row=1)
+            if "\t" in header and "," not in header:
+                raise MeterFileError(str(p), "delimiter must be ',' (found a tab)", row=1)
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        elif suffix == ".parquet":
+            df = pd.read_parquet(p)
+        elif suffix in (".xlsx", ".xlsm"):
+            df = pd.read_excel(p, dtype=object)
+        else:
+            raise MeterFileError(str(p), f"unknown file type {suffix!r} (csv, parquet, xlsx)")
+    except MeterFileError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise MeterFileError(str(p), f"not UTF-8 text: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - parsers raise many types on bad files
+        raise MeterFileError(str(p), f"cannot parse file: {exc}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _row_no(i: int, header_rows: int) -> int:
+    return i + 1 + header_rows
+
+
+def _parse_ts(values: pd.Series, path: str, header_rows: int) -> pd.Series:
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, pd.Timestamp | dt.datetime):
+            ts = pd.Timestamp(v)
+        else:
+            s = str(v).strip()
+            if not s:
+                raise MeterFileError(path, "empty timestamp", _row_no(i, header_rows), "ts")
+            try:
+                ts = pd.Timestamp(s)
+            except (ValueError, TypeError):
+                raise MeterFileError(
+                    path, f"not an ISO 8601 timestamp: {s!r}", _row_no(i, header_rows), "ts"
+                ) from None
+        if ts.tzinfo is None:
+            raise MeterFileError(
+                path,
+                f"timestamp {v!s} has no UTC offset; local times are ambiguous on the autumn "
+                "clock change: give an offset (e.g. -07:00) or Z",
+                _row_no(i, header_rows),
+                "ts",
+            )
+        out.append(ts.tz_convert("UTC"))
+    return pd.Series(pd.DatetimeIndex(out, tz="UTC") if out else pd.DatetimeIndex([], tz="UTC"))
+
+
+def _parse_kwh(values: pd.Series, path: str, header_rows: int) -> np.ndarray:
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
+            x = float(v)
+        else:
+            s = str(v).strip()
+            if "," in s:
+                raise MeterFileError(
+                    path, f"decimal comma in {s!r}: use a dot", _row_no(i, header_rows), "kwh"
+                )
+            try:
+                x = float(s)
+            except ValueError:
+                raise MeterFileError(
+                    path, f"not a number: {s!r}", _row_no(i, header_rows), "kwh"
+                ) from None
+        if not math.isfinite(x):
+            raise MeterFileError(path, f"not a finite number: {v!r}", _row_no(i, header_rows), "kwh")
+        out[i] = x
+    return out
+
+
+def validate_meter_frame(
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    metering_points: Mapping[str, MeteringPointInfo],
+    tz: str,
+    sha256: str | None = None,
+    header_rows: int = 1,
+    ingested_at: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Validate raw meter rows and return them in the ``meter_readings`` contract.
+
+    Parameters
+    ----------
+    raw : DataFrame
+        Columns of the documented format (strings or already-typed values).
+    source : str
+        File name or source label, used in errors and stored with the rows.
+    metering_points : mapping
+        Known metering points with their owner, interval and validity dates.
+    tz : str
+        The community's time zone (to compute the local ``day``).
+    sha256 : str, optional
+        Hash of the source file.
+    header_rows : int
+        Rows before the first data row in the source, so errors show file row numbers.
+
+    Returns
+    -------
+    DataFrame
+        Rows sorted by metering point and ts; exact duplicates removed.
+
+    Raises
+    ------
+    MeterFileError
+        Missing column, empty id, bad timestamp or number, unknown metering point, interval
+        misaligned or outside the membership, or the same interval twice with different values.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise MeterFileError(source, f"missing column(s) {missing}", row=1)
+    extra = [c for c in raw.columns if c not in (*REQUIRED_COLUMNS, "quality")]
+    if extra:
+        raise MeterFileError(source, f"unexpected column(s) {extra}", row=1)
+    if raw.empty:
+        raise MeterFileError(source, "no readings in file")
+    mp = raw["metering_point_id"].astype(str).str.strip()
+    for i, v in enumerate(mp):
+        if not v or v.lower() == "nan":
+            raise MeterFileError(source, "empty metering point id", _row_no(i, header_rows),
+                                 "metering_point_id")
+        if v not in metering_points:
+            raise MeterFileError(source, f"unknown metering point {v!r}", _row_no(i, header_rows),
+                                 "metering_point_id")
+    ts = _parse_ts(raw["ts"], source, header_rows)
+    kwh = _parse_kwh(raw["kwh"], source, header_rows)
+    if "quality" in raw.columns:
+        quality = raw["quality"].astype(str).str.strip().replace({"": "measured"})
+        for i, q in enumerate(quality):
+            if q not in QUALITIES:
+                raise MeterFileError(source, f"quality must be one of {QUALITIES}, got {q!r}",
+                                     _row_no(i, header_rows), "quality")
+    else:
+        quality = pd.Series(["measured"] * len(raw))
+    days = pd.Series(pd.DatetimeIndex(ts).tz_convert(tz).date)
+    for i in range(len(raw)):
+        info = metering_points[mp.iloc[i]]
+        t = ts.iloc[i]
+        if (t.minute * 60 + t.second) % (info.interval_minutes * 60) or t.microsecond:
+            raise MeterFileError(
+                source, f"{t.isoformat()} is not aligned to {info.interval_minutes}-minute intervals",
+                _row_no(i, header_rows), "ts")
+        d = days.iloc[i]
+        if d < info.valid_from or (info.valid_to is not None and d > info.valid_to):
+            raise MeterFileError(
+                source,
+                f"reading on {d} is outside the membership of {info.owner_id!r} "
+                f"({info.valid_from} to {info.valid_to or 'open'})",
+                _row_no(i, header_rows), "ts")
+    df = pd.DataFrame(
+        {
+            "metering_point_id": mp.to_numpy(),
+            "ts": ts.to_numpy(),
+            "kwh": kwh,
+            "quality": quality.to_numpy(),
+            "day": days.to_numpy(),
+            "_row": [_row_no(i, header_rows) for i in range(len(raw))],
+        }
+    )
+    df["ts"] = pd.DatetimeIndex(df["ts"]).tz_localize("UTC") if df["ts"].dt.tz is None else df["ts"]
+    dup = df.duplicated(["metering_point_id", "ts"], keep=False)
+    if dup.any():
+        groups = df[dup].groupby(["metering_point_id", "ts"])
+        for (m, t), g in groups:
+            if g["kwh"].nunique() > 1:
+                rows = ", ".join(str(r) for r in g["_row"])
+                raise MeterFileError(
+                    source,
+                    f"interval {t.isoformat()} of {m!r} appears {len(g)} times with different "
+                    f"values {sorted(g['kwh'].tolist())} (rows {rows})",
+                    int(g["_row"].iloc[1]), "kwh")
+        df = df.drop_duplicates(["metering_point_id", "ts"], keep="first")
+    df = df.drop(columns="_row").sort_values(["metering_point_id", "ts"]).reset_index(drop=True)
+    df["source"] = source
+    df["source_sha256"] = sha256
+    df["ingested_at"] = (ingested_at or pd.Timestamp.now(tz="UTC")).floor("s")
+    return df
+
+
+def load_meter_file(
+    path: str | Path, *, metering_points: Mapping[str, MeteringPointInfo], tz: str
+) -> pd.DataFrame:
+    """Read and validate one meter file (see the module docstring for the format)."""
+    raw = read_meter_file(path)
+    header_rows = 1
+    return validate_meter_frame(
+        raw,
+        source=str(path),
+        metering_points=metering_points,
+        tz=tz,
+        sha256=file_sha256(path),
+        header_rows=header_rows,
+    )

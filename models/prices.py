@@ -1,0 +1,74 @@
+"""Prices and tariffs: unit parsing and sanity checks.
+
+Prices are stored in [currency/kWh]. A source declares its unit (``EUR/MWh``, ``USD/kWh``);
+values are converted, and a series whose magnitude contradicts its declared unit (e.g. 85.3
+declared as EUR/kWh, which is a per-MWh value) is refused with the unit named.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+PER_KWH_PLAUSIBLE_MAX = 5.0
+"""Largest plausible retail price per kWh in any currency unit ECM supports [currency/kWh]."""
+
+
+class PriceUnitError(ValueError):
+    """A price series has an unknown, mismatched or implausible unit."""
+
+
+def parse_price_unit(unit: str) -> tuple[str, float]:
+    """Parse ``<CUR>/kWh`` or ``<CUR>/MWh`` into (currency, factor to [currency/kWh]).
+
+    Examples
+    --------
+    >>> parse_price_unit("EUR/MWh")
+    ('EUR', 0.001)
+    """
+    m = re.fullmatch(r"\s*([A-Z]{3})\s*/\s*(kWh|MWh)\s*", unit)
+    if not m:
+        raise PriceUnitError(f"unknown price unit {unit!r}: expected '<CUR>/kWh' or '<CUR>/MWh'")
+    return m.group(1), (1.0 if m.group(2) == "kWh" else 1e-3)
+
+
+def to_per_kwh(values: pd.Series, unit: str, currency: str, source: str) -> pd.Series:
+    """Convert prices to [currency/kWh] and check them.
+
+    Parameters
+    ----------
+    values : Series
+        Prices in ``unit``.
+    unit : str
+        Declared unit, e.g. ``USD/kWh``.
+    currency : str
+        The community's currency; the unit's currency must match.
+    source : str
+        Named in errors.
+
+    Raises
+    ------
+    PriceUnitError
+        Unknown unit, other currency, gaps (NaN) or magnitudes implausible for the unit.
+    """
+    cur, factor = parse_price_unit(unit)
+    if cur != currency:
+        raise PriceUnitError(f"{source}: prices in {cur} but the community settles in {currency}")
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    if v.isna().any():
+        first = int(np.flatnonzero(v.isna().to_numpy())[0])
+        raise PriceUnitError(f"{source}: missing or non-numeric price at position {first}")
+    out = v * factor
+    if (out.abs() > PER_KWH_PLAUSIBLE_MAX).any():
+        raise PriceUnitError(
+            f"{source}: prices up to {v.abs().max():.4g} {unit} are implausible for {unit} "
+            f"(more than {PER_KWH_PLAUSIBLE_MAX} {cur}/kWh); is the unit {cur}/MWh?"
+        )
+    if unit.endswith("MWh") and (v.abs().max() < 1.0) and (v.abs().max() > 0):
+        raise PriceUnitError(
+            f"{source}: prices at most {v.abs().max():.4g} {unit} are implausible for {unit}; "
+            f"is the unit {cur}/kWh?"
+        )
+    return out

@@ -1,0 +1,1055 @@
+"""Two-stage, scenario-based day-ahead battery dispatch (linear programme).
+
+The day is planned once, before the uncertainty resolves:
+
+* **First stage** (here-and-now, identical in every scenario): battery charge ``charge[b, t]``,
+  discharge ``discharge[b, t]`` (grid-side energy per interval [kWh]) and the state of charge
+  ``soc[b, t]`` at the end of each interval [kWh].
+* **Second stage** (recourse, one copy per scenario): grid import/export per player
+  ``grid_import[s, p, t]``, ``grid_export[s, p, t]`` [kWh] and the community's shared energy
+  ``shared[s, t]`` [kWh], the linearised ``min(sum_p export, sum_p import)`` rewarded by the
+  incentive.
+
+The objective is the probability-weighted energy bill minus the sharing incentive, plus a small
+cycling penalty on battery throughput that removes degenerate charge/discharge churn.
+
+The module follows the ``build_model -> solve -> extract_results`` split used by PyPSA/linopy:
+the model is assembled by the ordered list :data:`_DEFINE_STEPS` of ``_define_*`` functions,
+each reading plain Python lists prepared from the numpy inputs (no Pyomo ``Param`` look-ups)
+and returning early when its component is absent (no batteries, no incentive).
+:func:`plan_day` runs the three steps and adds a summary against :func:`no_battery_baseline`.
+:func:`rule_based_plan` is a solver-free greedy fallback for when the LP fails.
+
+Notes
+-----
+* The two physical caps ``import <= load + charge`` and ``export <= pv + discharge`` are
+  algebraically equivalent once the energy balance holds; both are kept, as specified, and they
+  bound (but do not forbid) simultaneous import and export of one player within an interval.
+  Such gross flows are chosen only where the incentive exceeds the import/export price spread.
+* Shared energy is computed per interval. For hourly data this is the hourly shared energy; for
+  quarter-hour data it is a lower bound of it (the minimum of sums over an hour is at least the
+  sum of the quarter-hour minima).
+
+Pure Python: no dagster, no mlflow.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from pyomo.contrib.solver.common.factory import SolverFactory
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+
+PLAN_COLUMNS: tuple[str, ...] = (
+    "member_id",
+    "ts",
+    "scenario",
+    "probability",
+    "load_kwh",
+    "pv_kwh",
+    "charge_kwh",
+    "discharge_kwh",
+    "soc_kwh",
+    "import_kwh",
+    "export_kwh",
+    "import_price",
+    "export_price",
+    "community_shared_kwh",
+)
+"""Columns of a dispatch plan, in order (see :func:`extract_results`)."""
+
+EXPECTED_SCENARIO = "expected"
+"""Scenario label of the probability-weighted rows of a plan."""
+
+PROBABILITY_TOL = 1e-9
+"""Allowed deviation of ``sum(probabilities)`` from 1 [-]."""
+
+NOISE_TOL = 1e-7
+"""Solver noise: values within this distance outside their bounds are clipped [kWh]."""
+
+SIMULTANEOUS_TOL = 1e-9
+"""Simultaneous import and export below this are treated as solver noise [kWh]."""
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and inputs
+# --------------------------------------------------------------------------------------------
+
+
+class DispatchInputError(ValueError):
+    """Dispatch inputs are malformed; the message names the offending field."""
+
+
+class DispatchError(RuntimeError):
+    """The dispatch LP could not be solved to optimality; no plan exists.
+
+    Parameters
+    ----------
+    termination_condition : str
+        Solver termination condition (e.g. ``provenInfeasible``, ``maxTimeLimit``).
+    reason : str
+        Human-readable cause, naming the battery and constraint family when detectable.
+    """
+
+    def __init__(self, termination_condition: str, reason: str) -> None:
+        self.termination_condition = termination_condition
+        self.reason = reason
+        super().__init__(
+            f"dispatch LP not solved to optimality ({termination_condition}): {reason}"
+        )
+
+    def __reduce__(self) -> tuple[type[DispatchError], tuple[str, str]]:
+        return (type(self), (self.termination_condition, self.reason))
+
+
+def _finite(name: str, value: float) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise DispatchInputError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    """A battery owned by one player.
+
+    Parameters
+    ----------
+    capacity_kwh : float
+        Usable energy capacity [kWh], > 0.
+    power_kw : float
+        Maximum charge and discharge power, grid side [kW], >= 0.
+    round_trip_efficiency : float
+        Round-trip efficiency in (0, 1] [-]; each direction uses ``sqrt`` of it.
+    initial_soc_fraction : float
+        State of charge at the start of the day, as a fraction of capacity [-], >= 0. The day
+        must end at the same energy. Values above 1 (or below ``min_soc_fraction``) are not
+        rejected here, because a measured SoC may exceed a derated capacity; the LP then
+        reports the day as infeasible with the battery named (:class:`DispatchError`).
+    min_soc_fraction : float
+        Lowest allowed state of charge, as a fraction of capacity [-], in [0, 1].
+    """
+
+    capacity_kwh: float
+    power_kw: float
+    round_trip_efficiency: float
+    initial_soc_fraction: float = 0.5
+    min_soc_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not _finite("BatterySpec.capacity_kwh", self.capacity_kwh) > 0:
+            raise DispatchInputError(
+                f"BatterySpec.capacity_kwh must be > 0, got {self.capacity_kwh}"
+            )
+        if not _finite("BatterySpec.power_kw", self.power_kw) >= 0:
+            raise DispatchInputError(f"BatterySpec.power_kw must be >= 0, got {self.power_kw}")
+        rte = _finite("BatterySpec.round_trip_efficiency", self.round_trip_efficiency)
+        if not 0 < rte <= 1:
+            raise DispatchInputError(
+                f"BatterySpec.round_trip_efficiency must be in (0, 1], got {rte}"
+            )
+        if not _finite("BatterySpec.initial_soc_fraction", self.initial_soc_fraction) >= 0:
+            raise DispatchInputError(
+                f"BatterySpec.initial_soc_fraction must be >= 0, got {self.initial_soc_fraction}"
+            )
+        if not 0 <= _finite("BatterySpec.min_soc_fraction", self.min_soc_fraction) <= 1:
+            raise DispatchInputError(
+                f"BatterySpec.min_soc_fraction must be in [0, 1], got {self.min_soc_fraction}"
+            )
+
+    @property
+    def efficiency(self) -> float:
+        """One-way (charge and discharge) efficiency ``sqrt(round_trip_efficiency)`` [-]."""
+        return math.sqrt(self.round_trip_efficiency)
+
+    @property
+    def initial_soc_kwh(self) -> float:
+        """State of charge at the start (and required at the end) of the day [kWh]."""
+        return self.initial_soc_fraction * self.capacity_kwh
+
+    @property
+    def min_soc_kwh(self) -> float:
+        """Lowest allowed state of charge [kWh]."""
+        return self.min_soc_fraction * self.capacity_kwh
+
+
+def _as_array(name: str, value: object, shape: tuple[int, ...], nonneg: bool) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=float)  # a copy: the caller's array can change afterwards
+    except (TypeError, ValueError) as exc:
+        raise DispatchInputError(f"{name}: not numeric ({exc})") from exc
+    if arr.shape != shape:
+        raise DispatchInputError(f"{name}: expected shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DispatchInputError(f"{name}: contains NaN or infinite values")
+    if nonneg and (arr < 0).any():
+        raise DispatchInputError(f"{name}: contains negative values (min {arr.min()})")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class DispatchInputs:
+    """Everything the day-ahead dispatch needs, validated on construction.
+
+    ``S`` scenarios, ``P`` players and ``T`` intervals are read from ``probabilities``,
+    ``players`` and ``ts``. Arrays are copied, converted to float and made read-only;
+    probabilities are renormalised to sum to exactly 1 after validation.
+
+    Parameters
+    ----------
+    ts : tuple of pandas.Timestamp
+        Interval starts, tz-aware UTC, strictly increasing by ``interval_hours`` (``T = 23, 24
+        or 25`` for an hourly local day).
+    interval_hours : float
+        Interval length [h], e.g. 1.0 or 0.25.
+    players : tuple of str
+        Member ids plus the community owner id (shared assets); unique.
+    batteries : Mapping[str, BatterySpec]
+        Battery per player; players without a battery are absent.
+    load_kwh : numpy.ndarray
+        Consumption per scenario, player and interval, shape (S, P, T) [kWh], >= 0.
+    pv_kwh : numpy.ndarray
+        PV generation per scenario, player and interval, shape (S, P, T) [kWh], >= 0.
+    import_price : numpy.ndarray
+        Grid import price per scenario and interval, shape (S, T) [currency/kWh].
+    export_price : numpy.ndarray
+        Grid export (feed-in) price per scenario and interval, shape (S, T) [currency/kWh].
+    probabilities : numpy.ndarray
+        Scenario probabilities, shape (S,), >= 0, summing to 1 within 1e-9 [-].
+    incentive_per_kwh : float
+        Incentive paid on the community's shared energy [currency/kWh], >= 0.
+    cycling_penalty_per_kwh : float
+        Penalty on battery throughput ``charge + discharge`` [currency/kWh], >= 0.
+
+    Raises
+    ------
+    DispatchInputError
+        A field has the wrong shape, non-finite or negative values; the field is named.
+    """
+
+    ts: tuple[pd.Timestamp, ...]
+    interval_hours: float
+    players: tuple[str, ...]
+    batteries: Mapping[str, BatterySpec]
+    load_kwh: np.ndarray
+    pv_kwh: np.ndarray
+    import_price: np.ndarray
+    export_price: np.ndarray
+    probabilities: np.ndarray
+    incentive_per_kwh: float
+    cycling_penalty_per_kwh: float = 1e-4
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: normalise fields in place
+        try:
+            ts = tuple(pd.Timestamp(t) for t in self.ts)
+        except (TypeError, ValueError) as exc:
+            raise DispatchInputError(f"ts: not timestamps ({exc})") from exc
+        if not ts:
+            raise DispatchInputError("ts: at least one interval is required")
+        for t in ts:
+            if t.tzinfo is None or t.utcoffset() != pd.Timedelta(0) or t.tzname() != "UTC":
+                raise DispatchInputError(f"ts: timestamps must be tz-aware UTC, got {t!r}")
+        dt = _finite("interval_hours", self.interval_hours)
+        if dt <= 0:
+            raise DispatchInputError(f"interval_hours must be > 0, got {dt}")
+        step = pd.Timedelta(hours=dt)
+        for a, b in zip(ts[:-1], ts[1:], strict=True):
+            if b - a != step:
+                raise DispatchInputError(
+                    f"ts: intervals must be {dt} h apart and increasing; {a} -> {b}"
+                )
+        set_(self, "ts", ts)
+        set_(self, "interval_hours", dt)
+
+        players = tuple(self.players)
+        if not players:
+            raise DispatchInputError("players: at least one player is required")
+        if not all(isinstance(p, str) and p for p in players):
+            raise DispatchInputError("players: ids must be non-empty strings")
+        if len(set(players)) != len(players):
+            raise DispatchInputError("players: ids must be unique")
+        set_(self, "players", players)
+
+        batteries = dict(self.batteries)
+        for p, spec in batteries.items():
+            if p not in players:
+                raise DispatchInputError(f"batteries: player {p!r} is not in players")
+            if not isinstance(spec, BatterySpec):
+                raise DispatchInputError(f"batteries[{p!r}]: expected BatterySpec, got {spec!r}")
+        set_(self, "batteries", types.MappingProxyType(batteries))
+
+        if np.ndim(self.probabilities) != 1 or np.size(self.probabilities) == 0:
+            raise DispatchInputError("probabilities: expected a non-empty 1-D array")
+        s, p, t = int(np.size(self.probabilities)), len(players), len(ts)
+        probs = _as_array("probabilities", self.probabilities, (s,), nonneg=True)
+        if abs(probs.sum() - 1.0) > PROBABILITY_TOL:
+            raise DispatchInputError(f"probabilities: must sum to 1, got {probs.sum()!r}")
+        probs = probs / probs.sum()
+        probs.setflags(write=False)
+        set_(self, "probabilities", probs)
+        set_(self, "load_kwh", _as_array("load_kwh", self.load_kwh, (s, p, t), nonneg=True))
+        set_(self, "pv_kwh", _as_array("pv_kwh", self.pv_kwh, (s, p, t), nonneg=True))
+        set_(self, "import_price", _as_array("import_price", self.import_price, (s, t), False))
+        set_(self, "export_price", _as_array("export_price", self.export_price, (s, t), False))
+
+        incentive = _finite("incentive_per_kwh", self.incentive_per_kwh)
+        if incentive < 0:
+            raise DispatchInputError(f"incentive_per_kwh must be >= 0, got {incentive}")
+        set_(self, "incentive_per_kwh", incentive)
+        penalty = _finite("cycling_penalty_per_kwh", self.cycling_penalty_per_kwh)
+        if penalty < 0:
+            raise DispatchInputError(f"cycling_penalty_per_kwh must be >= 0, got {penalty}")
+        set_(self, "cycling_penalty_per_kwh", penalty)
+
+    @property
+    def n_scenarios(self) -> int:
+        """Number of scenarios S."""
+        return int(self.probabilities.size)
+
+    @property
+    def n_intervals(self) -> int:
+        """Number of intervals T."""
+        return len(self.ts)
+
+    @property
+    def scenario_labels(self) -> tuple[str, ...]:
+        """Scenario labels ``s0, s1, ...`` used in plans."""
+        return tuple(f"s{i}" for i in range(self.n_scenarios))
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """Outcome of :func:`solve`.
+
+    Parameters
+    ----------
+    termination_condition : str
+        Solver termination condition (``convergenceCriteriaSatisfied`` when optimal).
+    objective : float
+        Optimal objective: expected net cost plus cycling penalty [currency].
+    build_time_s : float
+        Wall time of :func:`build_model` [s].
+    solve_time_s : float
+        Wall time of the solver call, including the hand-over to HiGHS [s].
+    n_variables : int
+        Number of scalar variables.
+    n_constraints : int
+        Number of scalar constraints (variable bounds excluded).
+    """
+
+    termination_condition: str
+    objective: float
+    build_time_s: float
+    solve_time_s: float
+    n_variables: int
+    n_constraints: int
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """Result of :func:`plan_day`.
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        Plan with :data:`PLAN_COLUMNS` (see :func:`extract_results`).
+    report : SolveReport
+        Solver outcome and timings.
+    summary : dict of str to float
+        ``expected_cost``, ``expected_incentive``, ``expected_net_cost``, ``no_battery_cost``,
+        ``no_battery_incentive``, ``no_battery_net_cost``, ``expected_savings``,
+        ``expected_shared_kwh`` [kWh], ``objective``; money in [currency].
+    """
+
+    plan: pd.DataFrame
+    report: SolveReport
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Model building
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ModelData:
+    """Inputs as plain Python lists and dicts, ready for fast Pyomo rules."""
+
+    scenarios: list[int]
+    players: list[str]
+    player_index: dict[str, int]
+    batteries: list[str]
+    intervals: list[int]
+    prob: list[float]
+    load: list[list[list[float]]]  # [s][p][t]
+    pv: list[list[list[float]]]
+    net: list[list[list[float]]]  # load - pv
+    import_price: list[list[float]]  # [s][t]
+    export_price: list[list[float]]
+    max_energy: dict[str, float]  # power * dt
+    efficiency: dict[str, float]
+    capacity: dict[str, float]
+    min_soc: dict[str, float]
+    initial_soc: dict[str, float]
+    incentive: float
+    penalty: float
+
+    @classmethod
+    def from_inputs(cls, inputs: DispatchInputs) -> _ModelData:
+        bats = [p for p in inputs.players if p in inputs.batteries]
+        spec = inputs.batteries
+        return cls(
+            scenarios=list(range(inputs.n_scenarios)),
+            players=list(inputs.players),
+            player_index={p: i for i, p in enumerate(inputs.players)},
+            batteries=bats,
+            intervals=list(range(inputs.n_intervals)),
+            prob=inputs.probabilities.tolist(),
+            load=inputs.load_kwh.tolist(),
+            pv=inputs.pv_kwh.tolist(),
+            net=(inputs.load_kwh - inputs.pv_kwh).tolist(),
+            import_price=inputs.import_price.tolist(),
+            export_price=inputs.export_price.tolist(),
+            max_energy={b: spec[b].power_kw * inputs.interval_hours for b in bats},
+            efficiency={b: spec[b].efficiency for b in bats},
+            capacity={b: spec[b].capacity_kwh for b in bats},
+            min_soc={b: spec[b].min_soc_kwh for b in bats},
+            initial_soc={b: spec[b].initial_soc_kwh for b in bats},
+            incentive=inputs.incentive_per_kwh,
+            penalty=inputs.cycling_penalty_per_kwh,
+        )
+
+
+def _define_sets(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    m.S = pyo.Set(initialize=d.scenarios, ordered=True, doc="scenarios (index into probabilities)")
+    m.P = pyo.Set(initialize=d.players, ordered=True, doc="players: members and community owner")
+    m.B = pyo.Set(initialize=d.batteries, within=m.P, ordered=True, doc="players with a battery")
+    m.T = pyo.Set(initialize=d.intervals, ordered=True, doc="intervals of the day (0-based)")
+
+
+def _define_battery_variables(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    if not d.batteries:
+        return
+    m.charge = pyo.Var(
+        m.B,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        bounds=lambda _m, b, _t: (0.0, d.max_energy[b]),
+        doc="first stage: battery charge, grid side, per interval [kWh]",
+    )
+    m.discharge = pyo.Var(
+        m.B,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        bounds=lambda _m, b, _t: (0.0, d.max_energy[b]),
+        doc="first stage: battery discharge, grid side, per interval [kWh]",
+    )
+    m.soc = pyo.Var(
+        m.B,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        bounds=lambda _m, b, _t: (d.min_soc[b], d.capacity[b]),
+        doc="first stage: battery state of charge at the end of the interval [kWh]",
+    )
+
+
+def _define_soc_dynamics(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    if not d.batteries:
+        return
+
+    def soc_balance(m: pyo.ConcreteModel, b: str, t: int) -> object:
+        eta = d.efficiency[b]
+        prev = d.initial_soc[b] if t == 0 else m.soc[b, t - 1]
+        return m.soc[b, t] == prev + eta * m.charge[b, t] - m.discharge[b, t] / eta
+
+    m.soc_balance = pyo.Constraint(
+        m.B,
+        m.T,
+        rule=soc_balance,
+        doc="soc[t] = soc[t-1] + eta*charge[t] - discharge[t]/eta, soc[-1] = initial SoC [kWh]",
+    )
+    last = d.intervals[-1]
+    m.soc_end = pyo.Constraint(
+        m.B,
+        rule=lambda m, b: m.soc[b, last] == d.initial_soc[b],
+        doc="the day ends at the initial state of charge [kWh]",
+    )
+
+
+def _define_grid_variables(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    has_battery = set(d.batteries)
+    pidx = d.player_index
+
+    def import_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
+        # without a battery the physical cap import <= load is a plain bound
+        return (0.0, None) if p in has_battery else (0.0, d.load[s][pidx[p]][t])
+
+    def export_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
+        return (0.0, None) if p in has_battery else (0.0, d.pv[s][pidx[p]][t])
+
+    m.grid_import = pyo.Var(
+        m.S,
+        m.P,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        bounds=import_bounds,
+        doc="second stage: grid import per scenario, player and interval [kWh]",
+    )
+    m.grid_export = pyo.Var(
+        m.S,
+        m.P,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        bounds=export_bounds,
+        doc="second stage: grid export per scenario, player and interval [kWh]",
+    )
+
+
+def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    has_battery = set(d.batteries)
+    pidx = d.player_index
+
+    def balance(m: pyo.ConcreteModel, s: int, p: str, t: int) -> object:
+        flows = m.grid_import[s, p, t] - m.grid_export[s, p, t]
+        if p in has_battery:
+            flows = flows - m.charge[p, t] + m.discharge[p, t]
+        return flows == d.net[s][pidx[p]][t]
+
+    m.energy_balance = pyo.Constraint(
+        m.S,
+        m.P,
+        m.T,
+        rule=balance,
+        doc="load - pv + charge - discharge = import - export, per scenario [kWh]",
+    )
+
+
+def _define_physical_caps(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    # players without a battery carry these caps as variable bounds (_define_grid_variables)
+    if not d.batteries:
+        return
+    pidx = d.player_index
+    m.import_cap = pyo.Constraint(
+        m.S,
+        m.B,
+        m.T,
+        rule=lambda m, s, b, t: m.grid_import[s, b, t] - m.charge[b, t] <= d.load[s][pidx[b]][t],
+        doc="import <= load + charge: no import beyond what is consumed or stored [kWh]",
+    )
+    m.export_cap = pyo.Constraint(
+        m.S,
+        m.B,
+        m.T,
+        rule=lambda m, s, b, t: m.grid_export[s, b, t] - m.discharge[b, t] <= d.pv[s][pidx[b]][t],
+        doc="export <= pv + discharge: no export beyond what is generated or released [kWh]",
+    )
+
+
+def _define_sharing(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    if d.incentive <= 0:
+        return  # shared energy has no value in the objective; it is computed after the solve
+    m.shared = pyo.Var(
+        m.S,
+        m.T,
+        domain=pyo.NonNegativeReals,
+        doc="second stage: community shared energy min(sum export, sum import) [kWh]",
+    )
+    m.shared_le_export = pyo.Constraint(
+        m.S,
+        m.T,
+        rule=lambda m, s, t: m.shared[s, t] <= pyo.quicksum(m.grid_export[s, p, t] for p in m.P),
+        doc="shared energy <= community export [kWh]",
+    )
+    m.shared_le_import = pyo.Constraint(
+        m.S,
+        m.T,
+        rule=lambda m, s, t: m.shared[s, t] <= pyo.quicksum(m.grid_import[s, p, t] for p in m.P),
+        doc="shared energy <= community import [kWh]",
+    )
+
+
+def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    terms: list[object] = []
+    for s in d.scenarios:
+        w = d.prob[s]
+        if w == 0:
+            continue
+        ip, ep = d.import_price[s], d.export_price[s]
+        for p in d.players:
+            for t in d.intervals:
+                if ip[t]:
+                    terms.append(w * ip[t] * m.grid_import[s, p, t])
+                if ep[t]:
+                    terms.append(-w * ep[t] * m.grid_export[s, p, t])
+        if d.incentive > 0:
+            terms.extend(-w * d.incentive * m.shared[s, t] for t in d.intervals)
+    if d.batteries and d.penalty > 0:
+        terms.extend(
+            d.penalty * (m.charge[b, t] + m.discharge[b, t])
+            for b in d.batteries
+            for t in d.intervals
+        )
+    m.objective = pyo.Objective(
+        expr=pyo.quicksum(terms),
+        sense=pyo.minimize,
+        doc="expected import cost - export revenue - sharing incentive + cycling penalty "
+        "[currency]",
+    )
+
+
+_DEFINE_STEPS: tuple[Callable[[pyo.ConcreteModel, _ModelData], None], ...] = (
+    _define_sets,
+    _define_battery_variables,
+    _define_soc_dynamics,
+    _define_grid_variables,
+    _define_energy_balance,
+    _define_physical_caps,
+    _define_sharing,
+    _define_objective,
+)
+"""Model assembly order; each step returns early when its component is absent."""
+
+
+def build_model(inputs: DispatchInputs) -> pyo.ConcreteModel:
+    """Assemble the two-stage dispatch LP.
+
+    Parameters
+    ----------
+    inputs : DispatchInputs
+        Validated inputs.
+
+    Returns
+    -------
+    pyomo.environ.ConcreteModel
+        The unsolved model. Variables: ``charge``, ``discharge``, ``soc`` (battery players x
+        intervals [kWh], absent without batteries), ``grid_import``, ``grid_export``
+        (scenarios x players x intervals [kWh]), ``shared`` (scenarios x intervals [kWh],
+        absent when the incentive is 0). The build time is kept for :func:`solve`.
+    """
+    start = time.perf_counter()
+    data = _ModelData.from_inputs(inputs)
+    model = pyo.ConcreteModel(name="ecm_day_ahead_dispatch")
+    for define in _DEFINE_STEPS:
+        define(model, data)
+    model._ecm_inputs = inputs
+    model._ecm_build_time_s = time.perf_counter() - start
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Solving
+# --------------------------------------------------------------------------------------------
+
+
+def _kwh(x: float) -> str:
+    return f"{round(x, 3)} kWh"
+
+
+def _diagnose_infeasibility(inputs: DispatchInputs | None) -> str:
+    """Name the known causes of infeasibility (only the battery SoC limits can conflict)."""
+    problems: list[str] = []
+    for p, b in inputs.batteries.items() if inputs is not None else ():
+        init = b.initial_soc_kwh
+        if init > b.capacity_kwh + 1e-9:
+            problems.append(
+                f"battery of {p}: initial SoC {_kwh(init)} exceeds capacity {_kwh(b.capacity_kwh)}"
+            )
+        elif init < b.min_soc_kwh - 1e-9:
+            problems.append(
+                f"battery of {p}: initial SoC {_kwh(init)} is below the minimum SoC "
+                f"{_kwh(b.min_soc_kwh)}"
+            )
+    if problems:
+        return "; ".join(problems) + " (soc bounds vs soc_end: the day must end at the initial SoC)"
+    return "infeasible, but no inconsistent battery SoC limits were found in the inputs"
+
+
+def _clear_values(model: pyo.ConcreteModel) -> None:
+    for v in model.component_data_objects(pyo.Var, descend_into=True):
+        v.set_value(None, skip_validation=True)
+
+
+def solve(model: pyo.ConcreteModel, time_limit_s: float = 120.0) -> SolveReport:
+    """Solve the model with HiGHS (in memory) and load the solution only if it is optimal.
+
+    Parameters
+    ----------
+    model : pyomo.environ.ConcreteModel
+        A model from :func:`build_model`.
+    time_limit_s : float
+        Solver time limit [s].
+
+    Returns
+    -------
+    SolveReport
+        Termination condition, objective [currency], timings [s] and model size.
+
+    Raises
+    ------
+    DispatchError
+        The solver is unavailable, failed, hit a limit, or proved the model infeasible or
+        unbounded. Variable values are cleared so no partial plan can be extracted.
+    """
+    inputs: DispatchInputs | None = getattr(model, "_ecm_inputs", None)
+    opt = SolverFactory("highs")
+    if not opt.available():
+        raise DispatchError("solverUnavailable", "HiGHS (highspy) is not available to Pyomo")
+    start = time.perf_counter()
+    try:
+        results = opt.solve(
+            model,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            time_limit=float(time_limit_s),
+        )
+    except Exception as exc:  # any solver/interface failure is a failed dispatch
+        _clear_values(model)
+        raise DispatchError("error", f"HiGHS raised {type(exc).__name__}: {exc}") from exc
+    solve_time = time.perf_counter() - start
+    tc = results.termination_condition
+    if (
+        tc != TerminationCondition.convergenceCriteriaSatisfied
+        or results.solution_status != SolutionStatus.optimal
+    ):
+        _clear_values(model)
+        if tc in (
+            TerminationCondition.provenInfeasible,
+            TerminationCondition.infeasibleOrUnbounded,
+        ):
+            reason = _diagnose_infeasibility(inputs)
+        elif tc == TerminationCondition.maxTimeLimit:
+            reason = f"time limit of {time_limit_s} s reached before optimality"
+        else:
+            reason = f"solver stopped with solution status {results.solution_status.name}"
+        raise DispatchError(tc.name, reason)
+    results.solution_loader.load_vars()
+    return SolveReport(
+        termination_condition=tc.name,
+        objective=float(pyo.value(model.objective)),
+        build_time_s=float(getattr(model, "_ecm_build_time_s", float("nan"))),
+        solve_time_s=solve_time,
+        n_variables=int(model.nvariables()),
+        n_constraints=int(model.nconstraints()),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def _values(var: pyo.Var, index: Sequence[tuple[object, ...]], name: str) -> np.ndarray:
+    vals = [var[i].value for i in index]
+    if any(v is None for v in vals):
+        raise DispatchError(
+            "noSolution", f"{name} has no value: solve the model successfully first"
+        )
+    return np.array(vals, dtype=float)
+
+
+def _clip_noise(
+    a: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float, name: str
+) -> np.ndarray:
+    if (a < np.asarray(lo) - NOISE_TOL).any() or (a > np.asarray(hi) + NOISE_TOL).any():
+        raise DispatchError(
+            "convergenceCriteriaSatisfied", f"{name} violates its bounds beyond solver noise"
+        )
+    return np.clip(a, lo, hi)
+
+
+def _assemble_plan(
+    inputs: DispatchInputs,
+    charge: np.ndarray,
+    discharge: np.ndarray,
+    soc: np.ndarray,
+    grid_import: np.ndarray,
+    grid_export: np.ndarray,
+) -> pd.DataFrame:
+    """Build the plan frame from first-stage (P, T) and second-stage (S, P, T) arrays [kWh]."""
+    s_n, p_n, t_n = inputs.load_kwh.shape
+    prob = inputs.probabilities
+    shared = np.minimum(grid_import.sum(axis=1), grid_export.sum(axis=1))  # (S, T)
+
+    def with_expected(x: np.ndarray) -> np.ndarray:  # (S, ...) -> (S+1, ...)
+        return np.concatenate([x, np.tensordot(prob, x, axes=1)[None]], axis=0)
+
+    def first_stage(x: np.ndarray) -> np.ndarray:  # (P, T): same in every scenario
+        return np.broadcast_to(x, (s_n + 1, p_n, t_n)).reshape(-1)
+
+    def community(x: np.ndarray) -> np.ndarray:  # (S, T): same for every player
+        return np.broadcast_to(with_expected(x)[:, None, :], (s_n + 1, p_n, t_n)).reshape(-1)
+
+    def per_player(x: np.ndarray) -> np.ndarray:  # (S, P, T)
+        return with_expected(x).reshape(-1)
+
+    n_blocks = (s_n + 1) * p_n
+    ts = pd.DatetimeIndex(inputs.ts)
+    return pd.DataFrame(
+        {
+            "member_id": np.tile(np.repeat(np.array(inputs.players, dtype=object), t_n), s_n + 1),
+            "ts": ts[np.tile(np.arange(t_n), n_blocks)],
+            "scenario": np.repeat(
+                np.array([*inputs.scenario_labels, EXPECTED_SCENARIO], dtype=object), p_n * t_n
+            ),
+            "probability": np.repeat(np.append(prob, 1.0), p_n * t_n),
+            "load_kwh": per_player(inputs.load_kwh),
+            "pv_kwh": per_player(inputs.pv_kwh),
+            "charge_kwh": first_stage(charge),
+            "discharge_kwh": first_stage(discharge),
+            "soc_kwh": first_stage(soc),
+            "import_kwh": per_player(grid_import),
+            "export_kwh": per_player(grid_export),
+            "import_price": community(inputs.import_price),
+            "export_price": community(inputs.export_price),
+            "community_shared_kwh": community(shared),
+        },
+        columns=list(PLAN_COLUMNS),
+    )
+
+
+def _net_flows(
+    inputs: DispatchInputs,
+    charge: np.ndarray,
+    discharge: np.ndarray,
+    simultaneous: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Import and export (S, P, T) [kWh] that satisfy the balance, plus a simultaneous part."""
+    net = inputs.load_kwh - inputs.pv_kwh + charge[None] - discharge[None]
+    return np.maximum(net, 0.0) + simultaneous, np.maximum(-net, 0.0) + simultaneous
+
+
+def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.DataFrame:
+    """Read the optimal plan out of a solved model.
+
+    Solver noise is cleaned: values within 1e-7 outside their bounds are clipped, then import
+    and export are re-derived from the energy balance so that
+    ``load - pv + charge - discharge = import - export`` holds to rounding and both are >= 0.
+    A simultaneous import/export chosen by the LP is kept where it exceeds 1e-9 kWh in a
+    scenario of positive probability (elsewhere the objective does not determine it).
+    ``community_shared_kwh`` is ``min(sum_p import, sum_p export)`` of the cleaned flows.
+
+    Parameters
+    ----------
+    model : pyomo.environ.ConcreteModel
+        A model built from ``inputs`` and solved by :func:`solve`.
+    inputs : DispatchInputs
+        The inputs the model was built from.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scenario (``s0, s1, ...`` then ``expected``), player and interval, with
+        :data:`PLAN_COLUMNS`. Energies in [kWh], prices in [currency/kWh]. The ``expected``
+        rows have probability 1 and hold the probability-weighted means of the scenario
+        quantities; charge, discharge and SoC are first-stage and equal in all scenarios.
+        Players without a battery have charge, discharge and SoC 0.
+
+    Raises
+    ------
+    DispatchError
+        The model holds no (complete) solution, or a value violates its bounds beyond noise.
+    """
+    s_n, p_n, t_n = inputs.load_kwh.shape
+    charge = np.zeros((p_n, t_n))
+    discharge = np.zeros((p_n, t_n))
+    soc = np.zeros((p_n, t_n))
+    for i, p in enumerate(inputs.players):
+        spec = inputs.batteries.get(p)
+        if spec is None:
+            continue
+        idx = [(p, t) for t in range(t_n)]
+        hi = spec.power_kw * inputs.interval_hours
+        charge[i] = _clip_noise(_values(model.charge, idx, f"charge of {p}"), 0.0, hi, "charge")
+        discharge[i] = _clip_noise(
+            _values(model.discharge, idx, f"discharge of {p}"), 0.0, hi, "discharge"
+        )
+        soc[i] = _clip_noise(
+            _values(model.soc, idx, f"soc of {p}"), spec.min_soc_kwh, spec.capacity_kwh, "soc"
+        )
+    idx3 = [(s, p, t) for s in range(s_n) for p in inputs.players for t in range(t_n)]
+    imp = _values(model.grid_import, idx3, "grid_import").reshape(s_n, p_n, t_n)
+    exp = _values(model.grid_export, idx3, "grid_export").reshape(s_n, p_n, t_n)
+    imp = _clip_noise(imp, 0.0, np.inf, "grid_import")
+    exp = _clip_noise(exp, 0.0, np.inf, "grid_export")
+    simultaneous = np.minimum(imp, exp)
+    keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
+    imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
+    return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline, fallback, summary
+# --------------------------------------------------------------------------------------------
+
+
+def _cost_terms(
+    inputs: DispatchInputs, grid_import: np.ndarray, grid_export: np.ndarray
+) -> dict[str, float]:
+    prob = inputs.probabilities
+    bill = (inputs.import_price[:, None, :] * grid_import).sum(axis=(1, 2)) - (
+        inputs.export_price[:, None, :] * grid_export
+    ).sum(axis=(1, 2))
+    shared = np.minimum(grid_import.sum(axis=1), grid_export.sum(axis=1)).sum(axis=1)
+    cost = float(prob @ bill)
+    shared_kwh = float(prob @ shared)
+    incentive = inputs.incentive_per_kwh * shared_kwh
+    return {
+        "expected_cost": cost,
+        "expected_incentive": incentive,
+        "expected_net_cost": cost - incentive,
+        "expected_shared_kwh": shared_kwh,
+    }
+
+
+def no_battery_baseline(inputs: DispatchInputs) -> dict[str, float]:
+    """Expected cost and incentive with every battery idle (closed form, no solver).
+
+    Each player imports ``max(load - pv, 0)`` and exports ``max(pv - load, 0)``; shared energy
+    is ``min(sum import, sum export)`` per scenario and interval. This is a feasible point of
+    the LP (idle batteries at their initial SoC), so the LP objective never exceeds it.
+
+    Parameters
+    ----------
+    inputs : DispatchInputs
+        Dispatch inputs; batteries are ignored.
+
+    Returns
+    -------
+    dict of str to float
+        ``expected_cost`` [currency] (import cost - export revenue), ``expected_incentive``
+        [currency], ``expected_net_cost`` [currency], ``expected_shared_kwh`` [kWh] and
+        ``objective`` [currency] (= net cost; an idle battery has no cycling penalty).
+    """
+    net = inputs.load_kwh - inputs.pv_kwh
+    out = _cost_terms(inputs, np.maximum(net, 0.0), np.maximum(-net, 0.0))
+    out["objective"] = out["expected_net_cost"]
+    return out
+
+
+def summarise_plan(plan: pd.DataFrame, inputs: DispatchInputs) -> dict[str, float]:
+    """Expected cost, incentive and shared energy of a plan (LP or rule-based).
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        Plan with :data:`PLAN_COLUMNS` built from ``inputs``.
+    inputs : DispatchInputs
+        The inputs of the plan (for the incentive rate).
+
+    Returns
+    -------
+    dict of str to float
+        ``expected_cost``, ``expected_incentive``, ``expected_net_cost`` [currency] and
+        ``expected_shared_kwh`` [kWh], weighted by scenario probability.
+    """
+    sc = plan[plan["scenario"] != EXPECTED_SCENARIO]
+    bill = sc["import_price"] * sc["import_kwh"] - sc["export_price"] * sc["export_kwh"]
+    cost = float((sc["probability"] * bill).sum())
+    per_interval = sc.drop_duplicates(["scenario", "ts"])
+    shared_kwh = float((per_interval["probability"] * per_interval["community_shared_kwh"]).sum())
+    incentive = inputs.incentive_per_kwh * shared_kwh
+    return {
+        "expected_cost": cost,
+        "expected_incentive": incentive,
+        "expected_net_cost": cost - incentive,
+        "expected_shared_kwh": shared_kwh,
+    }
+
+
+def rule_based_plan(inputs: DispatchInputs) -> pd.DataFrame:
+    """Greedy self-consumption plan, the fallback when the LP fails (no solver).
+
+    Each battery charges from its owner's own PV surplus and discharges to its owner's own
+    load, within its power, capacity and minimum-SoC limits; the end-of-day SoC is free. The
+    schedule is first-stage: it is decided on the probability-weighted load and PV, and every
+    scenario then nets its own import and export against it. A start SoC outside
+    ``[0, capacity]`` is clamped into it; below the minimum SoC the battery only charges.
+    The caller labels the result as a fallback.
+
+    Parameters
+    ----------
+    inputs : DispatchInputs
+        Dispatch inputs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Plan with :data:`PLAN_COLUMNS`, as :func:`extract_results`.
+    """
+    s_n, p_n, t_n = inputs.load_kwh.shape
+    prob = inputs.probabilities
+    e_surplus = np.tensordot(prob, inputs.pv_kwh - inputs.load_kwh, axes=1)  # (P, T)
+    charge = np.zeros((p_n, t_n))
+    discharge = np.zeros((p_n, t_n))
+    soc = np.zeros((p_n, t_n))
+    for i, p in enumerate(inputs.players):
+        spec = inputs.batteries.get(p)
+        if spec is None:
+            continue
+        eta, cap = spec.efficiency, spec.capacity_kwh
+        max_e, floor = spec.power_kw * inputs.interval_hours, spec.min_soc_kwh
+        level = min(max(spec.initial_soc_kwh, 0.0), cap)
+        for t in range(t_n):
+            surplus = float(e_surplus[i, t])
+            if surplus > 0:
+                charge[i, t] = max(min(surplus, max_e, (cap - level) / eta), 0.0)
+                level = min(level + eta * charge[i, t], cap)
+            elif surplus < 0:
+                discharge[i, t] = max(min(-surplus, max_e, (level - floor) * eta), 0.0)
+                level = max(level - discharge[i, t] / eta, 0.0)
+            soc[i, t] = level
+    imp, exp = _net_flows(inputs, charge, discharge, 0.0)
+    return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
+
+
+def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchResult:
+    """Build, solve and extract the day-ahead plan, with a summary against idle batteries.
+
+    Parameters
+    ----------
+    inputs : DispatchInputs
+        Dispatch inputs.
+    time_limit_s : float
+        Solver time limit [s].
+
+    Returns
+    -------
+    DispatchResult
+        Plan, solve report and summary (money in [currency], energy in [kWh]):
+        ``expected_cost``, ``expected_incentive``, ``expected_net_cost``, ``no_battery_cost``,
+        ``no_battery_incentive``, ``no_battery_net_cost``,
+        ``expected_savings`` (= no-battery net cost - expected net cost),
+        ``expected_shared_kwh`` and the LP ``objective``.
+
+    Raises
+    ------
+    DispatchError
+        The LP was not solved to optimality; no plan is returned. Callers may fall back to
+        :func:`rule_based_plan`.
+    """
+    model = build_model(inputs)
+    report = solve(model, time_limit_s=time_limit_s)
+    plan = extract_results(model, inputs)
+    mine = summarise_plan(plan, inputs)
+    base = no_battery_baseline(inputs)
+    summary = {
+        "expected_cost": mine["expected_cost"],
+        "expected_incentive": mine["expected_incentive"],
+        "expected_net_cost": mine["expected_net_cost"],
+        "no_battery_cost": base["expected_cost"],
+        "no_battery_incentive": base["expected_incentive"],
+        "no_battery_net_cost": base["expected_net_cost"],
+        "expected_savings": base["expected_net_cost"] - mine["expected_net_cost"],
+        "expected_shared_kwh": mine["expected_shared_kwh"],
+        "objective": report.objective,
+    }
+    return DispatchResult(plan=plan, report=report, summary=summary)

@@ -1,0 +1,217 @@
+"""The ``ecm`` command line: demo, run, backfill, ingest, dev, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="ECM, the Energy Community Manager.", no_args_is_help=True,
+                  add_completion=False)
+ingest_app = typer.Typer(help="Validate and import files into the warehouse.",
+                         no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+console = Console()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _prepare_home() -> Path:
+    """Resolve $ECM_HOME, create it and the Dagster instance folder, export DAGSTER_HOME."""
+    from assets.resources import ecm_home
+
+    home = ecm_home()
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists():
+        shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ["ECM_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return home
+
+
+def _parse_day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
+    """Run the daily job for one partition in-process; return success and failure messages."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("daily")
+    result = job.execute_in_process(partition_key=day.isoformat(), instance=instance,
+                                    raise_on_error=False)
+    errors = []
+    for ev in result.all_events:
+        if ev.is_step_failure and ev.step_failure_data is not None:
+            data = ev.step_failure_data
+            msg = (data.user_failure_data.description if data.user_failure_data is not None
+                   and data.user_failure_data.description else
+                   (data.error.message.strip() if data.error else "failed"))
+            errors.append(f"{ev.step_key}: {msg}")
+        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev_data = ev.event_specific_data
+            if not ev_data.passed:
+                errors.append(f"check {ev_data.check_name} failed: {ev_data.metadata}")
+    return result.success, errors
+
+
+def _check_day(day: dt.date) -> None:
+    from models.demo import DEFAULT_CONFIG  # noqa: F401
+    from assets.resources import config_path
+    from models.config import load_config
+
+    c = load_config(config_path()).community
+    if not c.first_day <= day <= c.last_day:
+        console.print(f"[red]{day} is outside the community's data ({c.first_day} to "
+                      f"{c.last_day})[/red]")
+        raise typer.Exit(2)
+
+
+def _report_paths(home: Path, day: dt.date) -> None:
+    d = home / "reports" / day.isoformat()
+    console.print(f"[bold]Plan report:[/bold] {d / 'plan.html'}")
+    console.print(f"[bold]Member statements:[/bold] {d / 'statements' / 'index.html'}")
+    console.print(f"[bold]Warehouse:[/bold] {home / 'warehouse.duckdb'}")
+
+
+@app.command()
+def run(date: str = typer.Option(..., "--date", help="local day YYYY-MM-DD")) -> None:
+    """Materialise one local day: ingest, forecast, plan, allocate, flag and report."""
+    day = _parse_day(date)
+    home = _prepare_home()
+    _check_day(day)
+    with console.status(f"materialising {day} ..."):
+        ok, errors = materialise_day(day)
+    if not ok:
+        for e in errors:
+            console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]{day} materialised[/green]")
+    _report_paths(home, day)
+
+
+@app.command()
+def demo(date: str = typer.Option(None, "--date", help="default: the configured demo day")
+         ) -> None:
+    """Run the whole pipeline on the bundled demo community and print where the reports are."""
+    from assets.resources import config_path
+    from models.config import load_config
+
+    day = _parse_day(date) if date else load_config(config_path()).community.demo_day
+    console.print(f"ECM demo: {load_config(config_path()).community.name}, day {day}")
+    run(date=day.isoformat())
+    status()
+
+
+@app.command()
+def backfill(start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
+             end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)")
+             ) -> None:
+    """Materialise every day from START to END, with a progress bar."""
+    d0, d1 = _parse_day(start), _parse_day(end)
+    if d1 < d0:
+        raise typer.BadParameter("--end is before --start")
+    _prepare_home()
+    _check_day(d0)
+    _check_day(d1)
+    days = [d0 + dt.timedelta(days=i) for i in range((d1 - d0).days + 1)]
+    failed = []
+    with Progress(TextColumn("[bold]backfill[/bold] {task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("", total=len(days))
+        for day in days:
+            progress.update(task, description=str(day))
+            ok, errors = materialise_day(day)
+            if not ok:
+                failed.append((day, errors))
+            progress.advance(task)
+    for day, errors in failed:
+        console.print(f"[red]{day} failed:[/red] " + "; ".join(errors))
+    console.print(f"{len(days) - len(failed)} of {len(days)} days materialised")
+    if failed:
+        raise typer.Exit(1)
+
+
+@ingest_app.command("meters")
+def ingest_meters(path: Path) -> None:
+    """Validate one meter file (CSV, Parquet, Excel) and import it atomically, or change nothing."""
+    from assets.resources import EcmResource
+    from models.master_data import metering_point_index
+    from models.meters import MeterFileError, load_meter_file
+
+    _prepare_home()
+    ecm = EcmResource()
+    cfg = ecm.community()
+    try:
+        df = load_meter_file(path, metering_points=metering_point_index(cfg),
+                             tz=cfg.community.timezone)
+    except MeterFileError as err:
+        console.print(f"[red]refused:[/red] {err}", markup=False)
+        raise typer.Exit(2) from None
+    n = ecm.warehouse().upsert_readings(df)
+    console.print(f"imported {n} readings from {path} ({df['day'].nunique()} local days, "
+                  f"sha256 {df['source_sha256'].iloc[0][:12]}...)")
+
+
+@ingest_app.command("master")
+def ingest_master(path: Path) -> None:
+    """Import members, metering points and batteries from an Excel workbook (validated)."""
+    from assets.resources import EcmResource, config_path
+    from models.config import ConfigError, load_config, parse_config, read_master_data_excel
+    from models.master_data import master_data_frames
+
+    _prepare_home()
+    try:
+        members = read_master_data_excel(path)
+        base = load_config(config_path()).model_dump(exclude={"members"})
+        cfg = parse_config({**base, "members": members}, source=str(path))
+    except ConfigError as err:
+        console.print(f"[red]refused:[/red] {err}", markup=False)
+        raise typer.Exit(2) from None
+    wh = EcmResource().warehouse()
+    for name, df in master_data_frames(cfg).items():
+        wh.replace(name, df)
+    console.print(f"imported {len(cfg.members)} members from {path}")
+
+
+@app.command()
+def status() -> None:
+    """Row counts of every warehouse table."""
+    from assets.resources import EcmResource
+
+    home = _prepare_home()
+    counts = EcmResource().warehouse().row_counts()
+    table = Table(title=f"warehouse {home / 'warehouse.duckdb'}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in counts.items():
+        table.add_row(name, str(n))
+    console.print(table)
+
+
+@app.command()
+def dev(port: int = typer.Option(3000, help="port of the Dagster UI")) -> None:
+    """Open the Dagster UI on localhost (127.0.0.1 only)."""
+    _prepare_home()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
+           "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(cmd, cwd=REPO))
+
+
+if __name__ == "__main__":
+    app()
