@@ -29,7 +29,13 @@ from optimisation.dispatch import (
     plan_day,
     rule_based_plan,
 )
-from optimisation.settlement import grid_cost, price_matrix, realised_flows, scenario_cube
+from optimisation.settlement import (
+    follow_plan,
+    grid_cost,
+    price_matrix,
+    realised_flows,
+    scenario_cube,
+)
 
 
 def _spec(b: Battery) -> BatterySpec:
@@ -118,12 +124,13 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     pv = _actual_matrix(act, "pv", players, ts, _pv_ids(cfg))
     price = _actual_matrix(act, "price", ["import"], ts, {})[0]
     exp_price = export_prices(wh, day)["price_per_kwh"].to_numpy()
-    plan = wh.query("SELECT member_id, ts, charge_kwh, discharge_kwh FROM dispatch_plan "
+    plan = wh.query("SELECT member_id, ts, charge_kwh - discharge_kwh AS net, "
+                    "load_kwh - pv_kwh AS fc_net FROM dispatch_plan "
                     "WHERE day = ? AND scenario = 'expected'", [day])
-    ch = plan.pivot(index="member_id", columns="ts", values="charge_kwh").reindex(
-        index=players, columns=ts).fillna(0.0).to_numpy()
-    dis = plan.pivot(index="member_id", columns="ts", values="discharge_kwh").reindex(
-        index=players, columns=ts).fillna(0.0).to_numpy()
+    grid = {c: plan.pivot(index="member_id", columns="ts", values=c).reindex(
+        index=players, columns=ts).fillna(0.0).to_numpy() for c in ("net", "fc_net")}
+    lim = _battery_arrays(players, bats, cfg.community.interval_minutes / 60)
+    ch, dis = follow_plan(load, pv, grid["net"], grid["fc_net"], *lim)
     imp, exp = realised_flows(load, pv, ch, dis)
     alone = rule_based_plan(DispatchInputs(
         ts=tuple(ts), interval_hours=cfg.community.interval_minutes / 60,
@@ -150,9 +157,20 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
                            f"{cfg.fairness.approval.approved_by} on {cfg.fairness.approval.approved_on}",
         **{f"total_{r}": float(g["amount"].sum()) for r, g in df.groupby("rule")},
         **{f"gini_{r}": round(gini(g["amount"].astype(float).to_numpy()), 4)
-           for r, g in df.groupby("rule")},
+           for r, g in df.groupby("rule") if g["amount"].astype(float).mean() > 0},
         "preview": dg.MetadataValue.md(
             df.pivot(index="member_id", columns="rule", values="amount").to_markdown())})
+
+
+def _battery_arrays(players: list[str], bats: dict[str, BatterySpec], hours: float
+                    ) -> tuple[np.ndarray, ...]:
+    """capacity, power per interval, one-way efficiency, initial and min SoC per player."""
+    def arr(f):
+        return np.array([f(bats[p]) if p in bats else 0.0 for p in players])
+    return (arr(lambda b: b.capacity_kwh), arr(lambda b: b.power_kw * hours),
+            arr(lambda b: b.round_trip_efficiency ** 0.5),
+            arr(lambda b: b.initial_soc_fraction * b.capacity_kwh),
+            arr(lambda b: b.min_soc_fraction * b.capacity_kwh))
 
 
 def _actual_matrix(act: pd.DataFrame, target: str, players: list[str], ts: list,

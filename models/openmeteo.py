@@ -249,7 +249,7 @@ def get_openmeteo_forecast(
         client = openmeteo_requests.Client(session=http)
         try:
             # Client.weather_api forwards **kwargs to session.get(...): explicit timeout here.
-            responses = client.weather_api(url, params=params)
+            responses = client.weather_api(url, params=params, timeout=timeout_s)
         except Exception as exc:  # OpenMeteoRequestsError wraps requests/urllib3 errors
             raise WeatherSourceError(
                 f"Open-Meteo request to {url} failed (timeout {timeout_s} s): {exc}"
@@ -377,7 +377,7 @@ def _parse_hourly_unchecked(
 
     columns: dict[str, np.ndarray] = {}
     for name, key in wanted.items():
-        var = present.get(key)
+        var = hourly.Variables(list(wanted).index(name))
         if var is None:
             got = ", ".join(_describe(k) for k in present)
             raise WeatherSourceError(

@@ -302,7 +302,7 @@ def pro_rata_shared_kwh(import_kwh: np.ndarray, export_kwh: np.ndarray) -> np.nd
     shared = np.minimum(exp.sum(axis=0), imp.sum(axis=0))
     total = imp.sum(axis=0)
     ratio = np.divide(shared, total, out=np.zeros_like(shared), where=total > 0)
-    return imp * np.minimum(ratio, 1.0)
+    return imp * shared / np.where(total > 0, total, 1.0)
 
 
 def _subset_sums(x: np.ndarray) -> np.ndarray:
@@ -437,9 +437,7 @@ def shapley_fractions(values: np.ndarray, n: int) -> list[Fraction]:
         # float64 bin sums are exact: |hi| < 2^34 and |lo| < 2^26 over ≤ 2^19 terms.
         hi = np.bincount(s, weights=(d >> _SPLIT_BITS).astype(float), minlength=n)
         lo = np.bincount(s, weights=(d & mask).astype(float), minlength=n)
-        total = sum(
-            ((int(hi[k]) << _SPLIT_BITS) + int(lo[k])) * factors[k] for k in range(n)
-        )
+        total = sum(((int(hi[k]) << _SPLIT_BITS) + int(lo[k])) * factors[k] for k in range(n))
         phi.append(Fraction(total, common))
     return phi
 

@@ -116,7 +116,7 @@ class _ScriptedServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 outer.paths.append(self.path)
                 entry = outer.script[min(len(outer.paths), len(outer.script)) - 1]
                 status, body = entry[0], entry[1]
@@ -440,12 +440,27 @@ def hung_server() -> Iterator[int]:
 
 def test_hung_socket_times_out(hung_server: int) -> None:
     url = f"http://127.0.0.1:{hung_server}/v1/forecast"
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            get_openmeteo_forecast(
+                LAT, LON, START, END, session=make_session(None, retries=0), url=url, timeout_s=0.5
+            )
+        except BaseException as exc:  # handed to the main thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    # Watchdog thread: without a working timeout the call would hang forever, not just fail.
+    worker = threading.Thread(target=call, daemon=True)
     t0 = time.monotonic()
-    with pytest.raises(WeatherSourceError, match=r"timeout 0\.5 s"):
-        get_openmeteo_forecast(
-            LAT, LON, START, END, session=make_session(None, retries=0), url=url, timeout_s=0.5
-        )
+    worker.start()
+    worker.join(timeout=3.0)
+    assert not worker.is_alive(), "request to a silent server did not time out within 3 s"
     assert time.monotonic() - t0 < 3.0
+    assert len(outcome) == 1 and isinstance(outcome[0], WeatherSourceError), outcome
+    assert "timeout 0.5 s" in str(outcome[0])
 
 
 # --------------------------------------------------------------------------------------------
