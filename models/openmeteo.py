@@ -377,7 +377,7 @@ def _parse_hourly_unchecked(
 
     columns: dict[str, np.ndarray] = {}
     for name, key in wanted.items():
-        var = hourly.Variables(list(wanted).index(name))
+        var = present.get(key)
         if var is None:
             got = ", ".join(_describe(k) for k in present)
             raise WeatherSourceError(

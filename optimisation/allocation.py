@@ -302,7 +302,7 @@ def pro_rata_shared_kwh(import_kwh: np.ndarray, export_kwh: np.ndarray) -> np.nd
     shared = np.minimum(exp.sum(axis=0), imp.sum(axis=0))
     total = imp.sum(axis=0)
     ratio = np.divide(shared, total, out=np.zeros_like(shared), where=total > 0)
-    return imp * shared / np.where(total > 0, total, 1.0)
+    return imp * np.minimum(ratio, 1.0)
 
 
 def _subset_sums(x: np.ndarray) -> np.ndarray:
@@ -559,7 +559,7 @@ def largest_remainder(
             f"values; at most {n} quanta of rounding can be absorbed"
         )
     scaled = [v / q for v in exact]
-    floors = [math.floor(s) for s in scaled]
+    floors = [int(s) for s in scaled]
     remainders = [s - f for s, f in zip(scaled, floors, strict=True)]
     missing = int(t_units) - sum(floors)
     every, extra = divmod(missing, n)

@@ -293,6 +293,25 @@ def test_symmetric_players_split_by_player_id() -> None:
         }
 
 
+def test_exact_ties_between_different_players_go_to_the_smaller_id() -> None:
+    """Savings 1.0 − 0.665 and 0.9 − 0.565 are both exactly 0.335 (as printed), although in
+    binary floating point the first is below and the second above 0.335. Exact arithmetic sees
+    the tie, so the odd cent of 0.67 goes to "a", not to whichever float is larger."""
+    inputs = AllocationInputs(
+        players=("b", "a"),
+        consumption_kwh=[[1.0], [1.0]],
+        import_kwh=[[0.0], [0.0]],
+        export_kwh=[[0.0], [0.0]],
+        standalone_cost=[0.9, 1.0],
+        community_cost=[0.565, 0.665],
+        incentive_per_kwh=0.1,
+    )
+    assert 0.9 - 0.565 > 1.0 - 0.665  # the trap
+    df = allocate(inputs)
+    for rule in RULES:
+        assert amounts(df, rule) == {"a": Decimal("0.34"), "b": Decimal("0.33")}
+
+
 @PROPERTY
 @given(inputs=communities(min_players=3), twin=st.integers(0, 7))
 def test_symmetric_players_random(inputs: AllocationInputs, twin: int) -> None:
@@ -446,6 +465,13 @@ def test_largest_remainder_properties(
         assert abs(g - v) < quantum
         if v % quantum == 0:
             assert g == v
+    # the extra quanta went to the largest remainders, ties to the smaller key
+    rem = [(v / quantum) % 1 for v in values]  # Decimal % keeps the sign: make it a floor
+    rem = [r + 1 if r < 0 else r for r in rem]
+    up = [g > v and rem[i] != 0 for i, (g, v) in enumerate(zip(got, values, strict=True))]
+    for i, j in itertools.permutations(range(len(values)), 2):
+        if up[i] and not up[j]:
+            assert (rem[i], keys[j]) > (rem[j], keys[i]) or rem[j] == 0
     order = data.draw(st.permutations(range(len(values))))
     got_perm = largest_remainder(
         [values[i] for i in order], total, quantum, [keys[i] for i in order]
@@ -466,6 +492,11 @@ def test_largest_remainder_examples() -> None:
     assert largest_remainder([-0.005, -0.005], Decimal("-0.01"), keys=["b", "a"]) == [
         Decimal("-0.01"),
         Decimal("0.00"),
+    ]
+    # largest remainder, not nearest-to-zero: −1.6 and 0.6 cents → −2 and 1 cents
+    assert largest_remainder([-0.016, 0.006], Decimal("-0.01")) == [
+        Decimal("-0.02"),
+        Decimal("0.01"),
     ]
     # floats are read as printed: 0.145 has remainder exactly one half
     assert largest_remainder([0.145, 0.145], Decimal("0.29")) == [

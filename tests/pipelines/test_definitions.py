@@ -1,0 +1,36 @@
+"""The Dagster Definitions load and wire every stage."""
+
+import dagster as dg
+
+from pipelines.definitions import defs
+
+EXPECTED_ASSETS = {"master_data", "meter_readings", "weather", "prices", "forecasts", "scenarios",
+                   "dispatch_plan", "allocations", "anomalies", "reports"}
+
+
+def test_definitions_load_with_all_assets_checks_job_and_schedule():
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == EXPECTED_ASSETS
+    checks = {k.name for k in repo.asset_graph.asset_check_keys}
+    assert {"meter_readings_complete", "meter_readings_unique_and_plausible",
+            "prices_complete_and_in_unit", "weather_forecast_available"} <= checks
+    job = defs.resolve_job_def("daily")
+    assert job.partitions_def is not None
+    assert defs.resolve_schedule_def("daily_schedule").cron_schedule == "0 6 * * *"
+
+
+def test_blocking_checks_stand_before_money():
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+
+
+def test_partitions_are_local_days_with_dst():
+    job = defs.resolve_job_def("daily")
+    pd_ = job.partitions_def
+    assert isinstance(pd_, dg.DailyPartitionsDefinition)
+    assert pd_.timezone == "America/Los_Angeles"
+    keys = pd_.get_partition_keys()
+    assert keys[0] == "2016-08-01" and keys[-1] == "2017-07-31"

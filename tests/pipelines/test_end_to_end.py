@@ -1,0 +1,107 @@
+"""End to end: one demo day materialised through Dagster into a temporary ECM_HOME."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from models.contracts import TABLES
+from models.warehouse import Warehouse
+from pipelines.cli import _prepare_home, materialise_day
+
+DAY = dt.date(2017, 6, 14)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ecm_home")
+    saved = {k: os.environ.get(k) for k in ("ECM_HOME", "DAGSTER_HOME")}
+    os.environ["ECM_HOME"] = str(path)
+    _prepare_home()
+    ok, errors = materialise_day(DAY)
+    assert ok, errors
+    yield path
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def wh(home):
+    return Warehouse(home / "warehouse.duckdb")
+
+
+def test_every_table_has_rows_for_the_day(wh):
+    counts = wh.row_counts()
+    assert set(counts) == set(TABLES) and len(counts) == 11
+    for name, n in counts.items():
+        assert n > 0, name
+    for name, t in TABLES.items():
+        if t.partition:
+            assert len(wh.read_day(name, DAY)) > 0, name
+
+
+def test_dispatch_plan_balance_soc_and_flows(wh):
+    p = wh.read_day("dispatch_plan", DAY)
+    bal = (p.load_kwh - p.pv_kwh + p.charge_kwh - p.discharge_kwh) - (p.import_kwh - p.export_kwh)
+    assert np.abs(bal).max() < 1e-6
+    assert (p.soc_kwh >= 0).all()
+    for c in ("load_kwh", "pv_kwh", "charge_kwh", "discharge_kwh", "import_kwh", "export_kwh"):
+        assert (p[c] >= 0).all(), c
+    assets = wh.read("assets").set_index("owner_id")
+    bats = assets[assets.asset_type == "battery"]
+    cap = p.member_id.map(bats.capacity_kwh).fillna(0)
+    assert (p.soc_kwh <= cap + 1e-6).all()
+    assert set(p.scenario) >= {"expected", "s0"}
+    assert p.plan_kind.eq("optimal").all()
+    assert p.groupby(["member_id", "scenario"]).size().eq(24).all()
+
+
+def test_allocations_two_rules_whole_cents_same_total(wh):
+    a = wh.read_day("allocations", DAY)
+    assert set(a.rule) == {"pro_rata_consumption", "shapley"}
+    for v in a.amount:
+        d = Decimal(str(v))
+        assert d == d.quantize(Decimal("0.01"))
+    totals = a.groupby("rule")["amount"].apply(lambda s: sum(Decimal(str(x)) for x in s))
+    assert totals.nunique() == 1
+    assert a.explanation.str.len().gt(20).all()
+    assert a.groupby("rule").is_settlement.first().to_dict() == {
+        "pro_rata_consumption": False, "shapley": True}
+
+
+def test_forecasts_have_bands_models_and_champion(wh):
+    f = wh.read_day("forecasts", DAY)
+    assert set(f.target) == {"load", "pv", "price"}
+    assert set(f.model) == {"seasonal_naive", "lightgbm"}
+    assert (f.q10 <= f.q50 + 1e-12).all() and (f.q50 <= f.q90 + 1e-12).all()
+    assert f.groupby(["target", "unique_id", "ts"]).is_champion.sum().eq(1).all()
+    assert f.mlflow_run_id.notna().all()
+    assert (f.issue_time < f.ts.min() + np.timedelta64(1, "s")).all()
+
+
+def test_scenario_probabilities_sum_to_one(wh):
+    s = wh.read_day("scenarios", DAY)
+    assert s.groupby("scenario").probability.first().sum() == pytest.approx(1.0)
+
+
+def test_reports_written(home):
+    d = home / "reports" / DAY.isoformat()
+    html = (d / "plan.html").read_text()
+    assert "plotly" in html.lower()
+    statements = list((d / "statements").glob("M*.html"))
+    assert len(statements) == 17
+    assert (home / "mlflow" / "mlflow.db").exists()
+
+
+def test_rerun_leaves_row_counts_unchanged(wh):
+    before = wh.row_counts()
+    ok, errors = materialise_day(DAY)
+    assert ok, errors
+    assert wh.row_counts() == before
