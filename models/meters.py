@@ -20,6 +20,7 @@ the header is row 1) and the field; nothing is written unless the whole file is 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import io
@@ -88,6 +89,7 @@ def read_meter_file(path: str | Path) -> pd.DataFrame:
                 raise MeterFileError(str(p), "delimiter must be ',' (found ';')", row=1)
             if "\t" in header and "," not in header:
                 raise MeterFileError(str(p), "delimiter must be ',' (found a tab)", row=1)
+            _check_field_counts(text, str(p))
             df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         elif suffix == ".parquet":
             df = pd.read_parquet(p)
@@ -103,6 +105,25 @@ def read_meter_file(path: str | Path) -> pd.DataFrame:
         raise MeterFileError(str(p), f"cannot parse file: {exc}") from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _check_field_counts(text: str, path: str) -> None:
+    """Every CSV row has as many fields as the header (catches decimal commas, truncation)."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise MeterFileError(path, "empty file") from None
+    except csv.Error as exc:
+        raise MeterFileError(path, f"cannot parse header: {exc}", row=1) from None
+    try:
+        for i, row in enumerate(reader, start=2):
+            if row and len(row) != len(header):
+                raise MeterFileError(
+                    path, f"expected {len(header)} fields, got {len(row)} (a decimal comma or a "
+                    "stray delimiter?)", row=i)
+    except csv.Error as exc:
+        raise MeterFileError(path, f"cannot parse: {exc}", row=reader.line_num) from None
 
 
 def _row_no(i: int, header_rows: int) -> int:

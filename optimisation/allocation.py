@@ -559,11 +559,11 @@ def largest_remainder(
             f"values; at most {n} quanta of rounding can be absorbed"
         )
     scaled = [v / q for v in exact]
-    floors = [int(s) for s in scaled]
+    floors = [math.floor(s) for s in scaled]
     remainders = [s - f for s, f in zip(scaled, floors, strict=True)]
     missing = int(t_units) - sum(floors)
     every, extra = divmod(missing, n)
-    tie_keys: Sequence[Any] = keys if keys is not None else range(n)
+    tie_keys: Sequence[Any] = range(n)
     ranking = sorted(range(n), key=lambda j: (-remainders[j], tie_keys[j], j))
     bonus = [every] * n
     for j in ranking[:extra]:

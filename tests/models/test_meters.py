@@ -1,0 +1,103 @@
+"""Meter file parsing: typed errors naming file, row and field; DST-safe; fuzzed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.master_data import metering_point_index
+from models.meters import MeterFileError, load_meter_file, read_meter_file, validate_meter_frame
+
+
+@pytest.fixture(scope="module")
+def mps(demo_config):
+    return metering_point_index(demo_config)
+
+
+def write(tmp_path, text, name="m.csv", encoding="utf-8"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+GOOD = "metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1.25\nMP-01-C,2017-06-14T08:00:00Z,0.5\n"
+
+
+def test_good_file_parses_with_day_and_hash(tmp_path, mps):
+    df = load_meter_file(write(tmp_path, GOOD), metering_points=mps, tz="America/Los_Angeles")
+    assert list(df.kwh) == [1.25, 0.5]
+    assert df.day.iloc[0] == dt.date(2017, 6, 14)
+    assert str(df.ts.dt.tz) == "UTC" and len(df.source_sha256.iloc[0]) == 64
+
+
+def test_byte_order_mark_accepted(tmp_path, mps):
+    p = write(tmp_path, "\ufeff" + GOOD)
+    assert len(load_meter_file(p, metering_points=mps, tz="America/Los_Angeles")) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "field", "words"),
+    [
+        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1,25\n", 2, None, "expected 3 fields"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,\"1,25\"\n", 2, "kwh",
+         "decimal comma"),
+        ("metering_point_id;ts;kwh\nMP-01-C;2017-06-14T07:00:00Z;1.2\n", 1, None, "delimiter"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,abc\n", 2, "kwh", "not a number"),
+        ("metering_point_id,ts,kwh\nMP-99-C,2017-06-14T07:00:00Z,1\n", 2, "metering_point_id",
+         "unknown metering point"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2016-11-06 01:00:00,1\n", 2, "ts", "no UTC offset"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:30:00Z,1\n", 2, "ts", "aligned"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2015-06-14T07:00:00Z,1\n", 2, "ts", "membership"),
+        ("metering_point_id,ts\nMP-01-C,2017-06-14T07:00:00Z\n", 1, None, "missing column"),
+        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1\nMP-01-C,2017-06-14T07:00:00Z,2\n",
+         3, "kwh", "different values"),
+    ],
+)
+def test_bad_files_raise_typed_errors_naming_file_row_field(tmp_path, mps, text, row, field, words):
+    p = write(tmp_path, text)
+    with pytest.raises(MeterFileError) as exc:
+        load_meter_file(p, metering_points=mps, tz="America/Los_Angeles")
+    err = exc.value
+    assert str(p) in str(err) and words in str(err)
+    if row is not None:
+        assert err.row == row
+    assert err.field == field
+
+
+def test_identical_duplicate_is_a_noop(tmp_path, mps):
+    text = GOOD + "MP-01-C,2017-06-14T07:00:00Z,1.25\n"
+    df = load_meter_file(write(tmp_path, text), metering_points=mps, tz="America/Los_Angeles")
+    assert len(df) == 2
+
+
+def test_explicit_offsets_resolve_the_autumn_change(tmp_path, mps):
+    text = ("metering_point_id,ts,kwh\nMP-01-C,2016-11-06T01:00:00-07:00,1\n"
+            "MP-01-C,2016-11-06T01:00:00-08:00,2\n")
+    df = load_meter_file(write(tmp_path, text), metering_points=mps, tz="America/Los_Angeles")
+    assert len(df) == 2 and df.ts.diff().iloc[1] == pd.Timedelta(hours=1)
+
+
+def test_excel_and_parquet_go_through_the_same_path(tmp_path, mps):
+    raw = pd.DataFrame({"metering_point_id": ["MP-01-C"], "ts": ["2017-06-14T07:00:00Z"],
+                        "kwh": [1.5]})
+    raw.to_excel(tmp_path / "m.xlsx", index=False)
+    raw.to_parquet(tmp_path / "m.parquet")
+    for name in ("m.xlsx", "m.parquet"):
+        df = load_meter_file(tmp_path / name, metering_points=mps, tz="America/Los_Angeles")
+        assert df.kwh.iloc[0] == 1.5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzzed_bytes_never_crash_the_parser(tmp_path_factory, mps, data):
+    p = tmp_path_factory.mktemp("fuzz") / "f.csv"
+    p.write_bytes(data)
+    try:
+        raw = read_meter_file(p)
+        validate_meter_frame(raw, source=str(p), metering_points=mps, tz="America/Los_Angeles")
+    except MeterFileError:
+        pass
