@@ -1,0 +1,84 @@
+"""Forecasting: no look-ahead, DST days, baseline comparison, quantile order."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import demo
+from models.features import build_features, issue_time
+from models.forecasting import ForecastSpec, InsufficientHistoryError, forecast_target
+from models.timeutil import day_bounds_utc, day_intervals_utc, expected_intervals
+
+TZ = "America/Los_Angeles"
+DAY = dt.date(2017, 3, 20)
+
+
+@pytest.fixture(scope="module")
+def data(demo_config):
+    start = day_bounds_utc(DAY - dt.timedelta(days=40), TZ)[0]
+    end = day_bounds_utc(DAY + dt.timedelta(days=1), TZ)[1]
+    rows = demo.meter_rows(demo_config, start, end)
+    mp = {m.metering_point("consumption"): m.id for m in demo_config.members[:4]}
+    load = rows[rows.metering_point_id.isin(mp)].assign(
+        unique_id=lambda d: d.metering_point_id.map(mp)).rename(columns={"kwh": "y"})
+    return load[["unique_id", "ts", "y"]].reset_index(drop=True), demo.weather_rows(start, end)
+
+
+SPEC = ForecastSpec("load", TZ, training_days=21, backtest_days=3, lightgbm_trees=30)
+
+
+def test_dst_days_have_23_24_25_hours():
+    assert expected_intervals(dt.date(2017, 3, 12), TZ) == 23
+    assert expected_intervals(dt.date(2016, 11, 6), TZ) == 25
+    assert expected_intervals(dt.date(2016, 11, 6), TZ, 15) == 100
+    assert expected_intervals(dt.date(2017, 3, 12), TZ, 15) == 92
+    assert len(day_intervals_utc(DAY, TZ)) == 24
+
+
+def test_no_look_ahead_future_data_cannot_change_the_forecast(data):
+    load, weather = data
+    a = forecast_target(load, DAY, SPEC, weather=weather)
+    issue = issue_time(DAY, TZ)
+    poisoned = load.copy()
+    poisoned.loc[poisoned.ts >= issue, "y"] = 1e6
+    w2 = weather.copy()
+    w2.loc[(w2.kind == "observation") | (w2.issue_time > issue), "temperature_2m"] = 99.0
+    b = forecast_target(poisoned, DAY, SPEC, weather=w2)
+    pd.testing.assert_frame_equal(a.forecasts, b.forecasts)
+    assert a.metrics == b.metrics
+
+
+def test_lag_features_never_reach_past_the_issue_time(data):
+    load, weather = data
+    d = dt.date(2016, 11, 6)  # 25 hours: the 24 h lag of the last hour is the day itself
+    start = day_bounds_utc(d - dt.timedelta(days=10), TZ)[0]
+    hist = pd.DataFrame({"unique_id": "a", "ts": pd.date_range(start, periods=24 * 12, freq="h"),
+                         "y": 1.0})
+    hist.loc[hist.ts >= issue_time(d, TZ), "y"] = np.nan
+    f = build_features(hist, [d], target="price", tz=TZ)
+    assert len(f) == 25 and f.lag_1d.notna().all()
+
+
+def test_models_backtested_against_baseline_with_ordered_quantiles(data):
+    load, weather = data
+    r = forecast_target(load, DAY, SPEC, weather=weather)
+    assert set(r.metrics) == {"seasonal_naive", "lightgbm"}
+    for m in r.metrics.values():
+        assert {"mae", "rmse", "pinball", "coverage_80", "pinball_skill"} <= set(m)
+    assert r.metrics["seasonal_naive"]["pinball_skill"] == 0.0
+    f = r.forecasts
+    assert (f.q10 <= f.q50).all() and (f.q50 <= f.q90).all() and (f.q10 >= 0).all()
+    assert len(f) == 2 * 4 * 24
+    assert f.groupby(["unique_id", "ts"]).is_champion.sum().eq(1).all()
+    assert set(r.backtest.day) == {DAY - dt.timedelta(days=i) for i in (1, 2, 3)}
+
+
+def test_insufficient_history_is_a_clear_error(data):
+    load, weather = data
+    short = load[load.ts >= issue_time(DAY - dt.timedelta(days=8), TZ)]
+    with pytest.raises(InsufficientHistoryError, match="Backfill"):
+        forecast_target(short, DAY, SPEC, weather=weather)
