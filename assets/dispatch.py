@@ -1,6 +1,5 @@
 """Dispatch and allocation assets."""
 
-
 import datetime as dt
 import json
 
@@ -39,8 +38,13 @@ from optimisation.settlement import (
 
 
 def _spec(b: Battery) -> BatterySpec:
-    return BatterySpec(b.capacity_kwh, b.power_kw, b.round_trip_efficiency,
-                       b.initial_soc_fraction, b.min_soc_fraction)
+    return BatterySpec(
+        b.capacity_kwh,
+        b.power_kw,
+        b.round_trip_efficiency,
+        b.initial_soc_fraction,
+        b.min_soc_fraction,
+    )
 
 
 def players_and_batteries(cfg: CommunityConfig) -> tuple[list[str], dict[str, BatterySpec]]:
@@ -64,8 +68,12 @@ def plan_dir(ecm: EcmResource, day: dt.date):
     return d
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"pyomo", "highs", "duckdb"},
-          group_name="plan", deps=[scenarios, prices])
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"pyomo", "highs", "duckdb"},
+    group_name="plan",
+    deps=[scenarios, prices],
+)
 def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Two-stage stochastic battery plan (Pyomo + HiGHS): batteries decided once, grid flows
     per scenario; minimises expected grid cost minus the shared-energy incentive."""
@@ -78,12 +86,18 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
     imp = price_matrix(scen, ts)
     exp = np.broadcast_to(export_prices(wh, day)["price_per_kwh"].to_numpy(), imp.shape).copy()
     inputs = DispatchInputs(
-        ts=tuple(ts), interval_hours=cfg.community.interval_minutes / 60, players=tuple(players),
-        batteries=bats, load_kwh=scenario_cube(scen, players, ts, "load"),
-        pv_kwh=scenario_cube(scen, players, ts, "pv", _pv_ids(cfg)), import_price=imp,
-        export_price=exp, probabilities=probs / probs.sum(),
+        ts=tuple(ts),
+        interval_hours=cfg.community.interval_minutes / 60,
+        players=tuple(players),
+        batteries=bats,
+        load_kwh=scenario_cube(scen, players, ts, "load"),
+        pv_kwh=scenario_cube(scen, players, ts, "pv", _pv_ids(cfg)),
+        import_price=imp,
+        export_price=exp,
+        probabilities=probs / probs.sum(),
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
-        cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh)
+        cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh,
+    )
     out = plan_dir(ecm, day)
     try:
         result = plan_day(inputs, time_limit_s=cfg.dispatch.time_limit_s)
@@ -92,25 +106,39 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
         fallback.to_csv(out / "fallback_plan.csv", index=False)
         raise dg.Failure(
             description=f"No plan published: the optimiser failed ({err.termination_condition}):"
-                        f" {err.reason}. A rule-based fallback plan, labelled as such, is at "
-                        f"{out / 'fallback_plan.csv'} for the operator to review.",
-            metadata={"termination_condition": err.termination_condition,
-                      "reason": err.reason}) from err
+            f" {err.reason}. A rule-based fallback plan, labelled as such, is at "
+            f"{out / 'fallback_plan.csv'} for the operator to review.",
+            metadata={"termination_condition": err.termination_condition, "reason": err.reason},
+        ) from err
     plan = result.plan.assign(day=day, plan_kind="optimal")
     n = wh.replace("dispatch_plan", plan, {"day": day})
     rep = result.report
-    solve_info = {"termination_condition": rep.termination_condition,
-                  "build_time_s": rep.build_time_s, "solve_time_s": rep.solve_time_s,
-                  "n_variables": rep.n_variables, "n_constraints": rep.n_constraints}
-    (out / "summary.json").write_text(json.dumps({"summary": result.summary,
-                                                  "solve_info": solve_info}, indent=2))
-    return dg.MaterializeResult(metadata={
-        "rows_written": n, **{k: float(round(v, 4)) for k, v in result.summary.items()},
-        **solve_info, "scenarios": len(probs)})
+    solve_info = {
+        "termination_condition": rep.termination_condition,
+        "build_time_s": rep.build_time_s,
+        "solve_time_s": rep.solve_time_s,
+        "n_variables": rep.n_variables,
+        "n_constraints": rep.n_constraints,
+    }
+    (out / "summary.json").write_text(
+        json.dumps({"summary": result.summary, "solve_info": solve_info}, indent=2)
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": n,
+            **{k: float(round(v, 4)) for k, v in result.summary.items()},
+            **solve_info,
+            "scenarios": len(probs),
+        }
+    )
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"duckdb"}, group_name="settle",
-          deps=[dispatch_plan, meter_readings])
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"duckdb"},
+    group_name="settle",
+    deps=[dispatch_plan, meter_readings],
+)
 def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """The day's community benefit (incentive + savings vs acting alone, on metered data with
     the planned battery schedule) allocated under every approved fairness rule, to the cent."""
@@ -124,57 +152,99 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     pv = _actual_matrix(act, "pv", players, ts, _pv_ids(cfg))
     price = _actual_matrix(act, "price", ["import"], ts, {})[0]
     exp_price = export_prices(wh, day)["price_per_kwh"].to_numpy()
-    plan = wh.query("SELECT member_id, ts, charge_kwh - discharge_kwh AS net, "
-                    "load_kwh - pv_kwh AS fc_net FROM dispatch_plan "
-                    "WHERE day = ? AND scenario = 'expected'", [day])
-    grid = {c: plan.pivot(index="member_id", columns="ts", values=c).reindex(
-        index=players, columns=ts).fillna(0.0).to_numpy() for c in ("net", "fc_net")}
+    plan = wh.query(
+        "SELECT member_id, ts, charge_kwh - discharge_kwh AS net, "
+        "load_kwh - pv_kwh AS fc_net FROM dispatch_plan "
+        "WHERE day = ? AND scenario = 'expected'",
+        [day],
+    )
+    grid = {
+        c: plan.pivot(index="member_id", columns="ts", values=c)
+        .reindex(index=players, columns=ts)
+        .fillna(0.0)
+        .to_numpy()
+        for c in ("net", "fc_net")
+    }
     lim = _battery_arrays(players, bats, cfg.community.interval_minutes / 60)
     ch, dis = follow_plan(load, pv, grid["net"], grid["fc_net"], *lim)
     imp, exp = realised_flows(load, pv, ch, dis)
-    alone = rule_based_plan(DispatchInputs(
-        ts=tuple(ts), interval_hours=cfg.community.interval_minutes / 60,
-        players=tuple(players), batteries=bats, load_kwh=load[None], pv_kwh=pv[None],
-        import_price=price[None], export_price=exp_price[None], probabilities=np.ones(1),
-        incentive_per_kwh=0.0))
+    alone = rule_based_plan(
+        DispatchInputs(
+            ts=tuple(ts),
+            interval_hours=cfg.community.interval_minutes / 60,
+            players=tuple(players),
+            batteries=bats,
+            load_kwh=load[None],
+            pv_kwh=pv[None],
+            import_price=price[None],
+            export_price=exp_price[None],
+            probabilities=np.ones(1),
+            incentive_per_kwh=0.0,
+        )
+    )
     alone = alone[alone["scenario"] == "s0"]
-    a_imp = alone.pivot(index="member_id", columns="ts", values="import_kwh").reindex(
-        index=players, columns=ts).to_numpy()
-    a_exp = alone.pivot(index="member_id", columns="ts", values="export_kwh").reindex(
-        index=players, columns=ts).to_numpy()
+    a_imp = (
+        alone.pivot(index="member_id", columns="ts", values="import_kwh")
+        .reindex(index=players, columns=ts)
+        .to_numpy()
+    )
+    a_exp = (
+        alone.pivot(index="member_id", columns="ts", values="export_kwh")
+        .reindex(index=players, columns=ts)
+        .to_numpy()
+    )
     inputs = AllocationInputs(
-        players=tuple(players), consumption_kwh=load, import_kwh=imp, export_kwh=exp,
+        players=tuple(players),
+        consumption_kwh=load,
+        import_kwh=imp,
+        export_kwh=exp,
         standalone_cost=grid_cost(a_imp, a_exp, price, exp_price),
         community_cost=grid_cost(imp, exp, price, exp_price),
-        incentive_per_kwh=cfg.incentive.rate_per_kwh, currency=cfg.community.currency)
-    df = allocate(inputs, cfg.fairness.rules).assign(
-        day=day, currency=cfg.community.currency)
+        incentive_per_kwh=cfg.incentive.rate_per_kwh,
+        currency=cfg.community.currency,
+    )
+    df = allocate(inputs, cfg.fairness.rules).assign(day=day, currency=cfg.community.currency)
     df["is_settlement"] = df["rule"] == cfg.fairness.settlement_rule
     n = wh.replace("allocations", df, {"day": day})
-    return dg.MaterializeResult(metadata={
-        "rows_written": n, "settlement_rule": cfg.fairness.settlement_rule,
-        "policy_approval": f"{cfg.fairness.approval.reference} by "
-                           f"{cfg.fairness.approval.approved_by} on {cfg.fairness.approval.approved_on}",
-        **{f"total_{r}": float(g["amount"].sum()) for r, g in df.groupby("rule")},
-        **{f"gini_{r}": round(gini(g["amount"].astype(float).to_numpy()), 4)
-           for r, g in df.groupby("rule") if g["amount"].astype(float).mean() > 0},
-        "preview": dg.MetadataValue.md(
-            df.pivot(index="member_id", columns="rule", values="amount").to_markdown())})
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": n,
+            "settlement_rule": cfg.fairness.settlement_rule,
+            "policy_approval": f"{cfg.fairness.approval.reference} by "
+            f"{cfg.fairness.approval.approved_by} on {cfg.fairness.approval.approved_on}",
+            **{f"total_{r}": float(g["amount"].sum()) for r, g in df.groupby("rule")},
+            **{
+                f"gini_{r}": round(gini(g["amount"].astype(float).to_numpy()), 4)
+                for r, g in df.groupby("rule")
+                if g["amount"].astype(float).mean() > 0
+            },
+            "preview": dg.MetadataValue.md(
+                df.pivot(index="member_id", columns="rule", values="amount").to_markdown()
+            ),
+        }
+    )
 
 
-def _battery_arrays(players: list[str], bats: dict[str, BatterySpec], hours: float
-                    ) -> tuple[np.ndarray, ...]:
+def _battery_arrays(
+    players: list[str], bats: dict[str, BatterySpec], hours: float
+) -> tuple[np.ndarray, ...]:
     """capacity, power per interval, one-way efficiency, initial and min SoC per player."""
+
     def arr(f):
         return np.array([f(bats[p]) if p in bats else 0.0 for p in players])
-    return (arr(lambda b: b.capacity_kwh), arr(lambda b: b.power_kw * hours),
-            arr(lambda b: b.round_trip_efficiency ** 0.5),
-            arr(lambda b: b.initial_soc_fraction * b.capacity_kwh),
-            arr(lambda b: b.min_soc_fraction * b.capacity_kwh))
+
+    return (
+        arr(lambda b: b.capacity_kwh),
+        arr(lambda b: b.power_kw * hours),
+        arr(lambda b: b.round_trip_efficiency**0.5),
+        arr(lambda b: b.initial_soc_fraction * b.capacity_kwh),
+        arr(lambda b: b.min_soc_fraction * b.capacity_kwh),
+    )
 
 
-def _actual_matrix(act: pd.DataFrame, target: str, players: list[str], ts: list,
-                   ids: dict[str, str]) -> np.ndarray:
+def _actual_matrix(
+    act: pd.DataFrame, target: str, players: list[str], ts: list, ids: dict[str, str]
+) -> np.ndarray:
     g = act[act["target"] == target].pivot_table(index="unique_id", columns="ts", values="y")
     g = g.reindex(index=[ids.get(p, p) for p in players], columns=ts)
     return g.fillna(0.0).to_numpy(dtype=float)
@@ -184,13 +254,15 @@ def _require_checks_passed(ecm: EcmResource, cfg: CommunityConfig, day: dt.date)
     """Settlement re-checks its own preconditions: a blocking check only stops downstream
     assets in the same run, so a separately started run must not settle unchecked data."""
     rows = ecm.warehouse().read_day("meter_readings", day)
-    results = [check_readings_complete(rows, day, cfg.community.timezone,
-                                       metering_point_index(cfg)),
-               check_readings_unique(rows),
-               check_readings_plausible(rows, cfg.community.interval_minutes)]
+    results = [
+        check_readings_complete(rows, day, cfg.community.timezone, metering_point_index(cfg)),
+        check_readings_unique(rows),
+        check_readings_plausible(rows, cfg.community.interval_minutes),
+    ]
     failed = [r for r in results if not r.passed]
     if failed:
         raise dg.Failure(
             description=f"Settlement of {day} refused: meter data fails "
-                        + "; ".join(f"{r.description} ({r.metadata})" for r in failed),
-            metadata={"failed_checks": len(failed)})
+            + "; ".join(f"{r.description} ({r.metadata})" for r in failed),
+            metadata={"failed_checks": len(failed)},
+        )

@@ -1,6 +1,5 @@
 """Forecast and scenario assets."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -15,10 +14,15 @@ from models.scenarios import estimate_dependence, generate_scenarios
 from models.timeutil import as_date
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"lightgbm", "mlflow", "duckdb"},
-          group_name="forecast", deps=[meter_readings, weather, prices])
-def forecasts(context: dg.AssetExecutionContext, ecm: EcmResource,
-              mlflow_tracker: MlflowTracker) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"lightgbm", "mlflow", "duckdb"},
+    group_name="forecast",
+    deps=[meter_readings, weather, prices],
+)
+def forecasts(
+    context: dg.AssetExecutionContext, ecm: EcmResource, mlflow_tracker: MlflowTracker
+) -> dg.MaterializeResult:
     """Quantile forecasts of load, PV and price for the day, from every model; champion marked.
 
     Trained only on what was known at the issue time (local midnight), backtested against the
@@ -32,13 +36,15 @@ def forecasts(context: dg.AssetExecutionContext, ecm: EcmResource,
     results = forecast_community(act, wx, day, cfg)
     frames, meta = [], {}
     for target, res in results.items():
-        run_id = mlflow_tracker.log_forecast(res, partition=context.partition_key,
-                                             dagster_run_id=context.run_id)
+        run_id = mlflow_tracker.log_forecast(
+            res, partition=context.partition_key, dagster_run_id=context.run_id
+        )
         bt_dir = ecm.home_path() / "backtests" / context.partition_key
         bt_dir.mkdir(parents=True, exist_ok=True)
         res.backtest.to_parquet(bt_dir / f"{target}.parquet", index=False)
-        frames.append(res.forecasts.assign(day=day, issue_time=res.issue_time,
-                                           mlflow_run_id=run_id))
+        frames.append(
+            res.forecasts.assign(day=day, issue_time=res.issue_time, mlflow_run_id=run_id)
+        )
         table = pd.DataFrame(res.metrics).T[["mae", "rmse", "pinball", "coverage_80"]]
         meta[f"{target}_backtest"] = dg.MetadataValue.md(table.round(4).to_markdown())
         meta[f"{target}_champion"] = res.champion
@@ -48,8 +54,9 @@ def forecasts(context: dg.AssetExecutionContext, ecm: EcmResource,
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"duckdb"}, group_name="forecast",
-          deps=[forecasts])
+@dg.asset(
+    partitions_def=daily_partitions, kinds={"duckdb"}, group_name="forecast", deps=[forecasts]
+)
 def scenarios(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Joint load/PV/price scenarios with probabilities, keeping the correlation across hours."""
     cfg, day = ecm.community(), as_date(context.partition_key)
@@ -59,21 +66,28 @@ def scenarios(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     for target, g in fc.groupby("target"):
         champion = str(g["model"].iloc[0])
         dep[target] = estimate_dependence(
-            _champion_backtest(ecm, context.partition_key, target, champion))
+            _champion_backtest(ecm, context.partition_key, target, champion)
+        )
     s = cfg.scenarios
-    df = generate_scenarios(fc, dep, day, n_samples=s.n_samples, n_scenarios=s.n_scenarios,
-                            seed=s.seed)
+    df = generate_scenarios(
+        fc, dep, day, n_samples=s.n_samples, n_scenarios=s.n_scenarios, seed=s.seed
+    )
     n = wh.replace("scenarios", df, {"day": day})
     probs = df.groupby("scenario")["probability"].first()
-    return dg.MaterializeResult(metadata={
-        "rows_written": n, "scenarios": int(probs.size),
-        "probabilities": ", ".join(f"{p:.3f}" for p in probs),
-        **{f"{t}_rho_hours": round(d.rho_hours, 3) for t, d in dep.items()},
-        **{f"{t}_common_factor": round(d.common, 3) for t, d in dep.items()}})
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": n,
+            "scenarios": int(probs.size),
+            "probabilities": ", ".join(f"{p:.3f}" for p in probs),
+            **{f"{t}_rho_hours": round(d.rho_hours, 3) for t, d in dep.items()},
+            **{f"{t}_common_factor": round(d.common, 3) for t, d in dep.items()},
+        }
+    )
 
 
-def _champion_backtest(ecm: EcmResource, partition: str, target: str, champion: str
-                       ) -> pd.DataFrame:
+def _champion_backtest(
+    ecm: EcmResource, partition: str, target: str, champion: str
+) -> pd.DataFrame:
     """The champion's backtest predictions written by the forecasts asset."""
     path = ecm.home_path() / "backtests" / partition / f"{target}.parquet"
     bt = pd.read_parquet(path)

@@ -67,8 +67,9 @@ class EcmResource(dg.ConfigurableResource):
 class WeatherSource(dg.ConfigurableResource):
     """Interface: weather observations and forecasts for valid times in [start, end)."""
 
-    def fetch(self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-              ) -> pd.DataFrame:
+    def fetch(
+        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
         """Rows of the weather contract (without ``day``)."""
         raise NotImplementedError
 
@@ -76,8 +77,9 @@ class WeatherSource(dg.ConfigurableResource):
 class BundledWeatherSource(WeatherSource):
     """The demo's recorded CityLearn observations and forecasts (offline)."""
 
-    def fetch(self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-              ) -> pd.DataFrame:
+    def fetch(
+        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
         """Recorded rows, see :func:`models.demo.weather_rows`."""
         return demo.weather_rows(start, end)
 
@@ -93,22 +95,31 @@ class OpenMeteoWeatherSource(WeatherSource):
     timeout_s: float = 10.0
     retries: int = 5
 
-    def fetch(self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-              ) -> pd.DataFrame:
+    def fetch(
+        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
         """Forecast rows from the live API."""
         from models.openmeteo import get_openmeteo_forecast, make_session
 
-        session = make_session(self.cache_path or str(ecm_home() / "openmeteo-cache"),
-                               retries=self.retries)
-        return get_openmeteo_forecast(config.community.latitude, config.community.longitude,
-                                      start, end, session=session, timeout_s=self.timeout_s)
+        session = make_session(
+            self.cache_path or str(ecm_home() / "openmeteo-cache"), retries=self.retries
+        )
+        return get_openmeteo_forecast(
+            config.community.latitude,
+            config.community.longitude,
+            start,
+            end,
+            session=session,
+            timeout_s=self.timeout_s,
+        )
 
 
 class MeterSource(dg.ConfigurableResource):
     """Interface: meter readings, in the documented file format, for [start, end)."""
 
-    def fetch(self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-              ) -> tuple[pd.DataFrame, str]:
+    def fetch(
+        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[pd.DataFrame, str]:
         """Raw rows and a source label."""
         raise NotImplementedError
 
@@ -116,8 +127,9 @@ class MeterSource(dg.ConfigurableResource):
 class BundledMeterSource(MeterSource):
     """The demo community's measured CityLearn data, rendered in the meter file format."""
 
-    def fetch(self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-              ) -> tuple[pd.DataFrame, str]:
+    def fetch(
+        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[pd.DataFrame, str]:
         """Rows of :func:`models.demo.meter_rows`."""
         return demo.meter_rows(config, start, end), "bundled:citylearn_2022_buildings.parquet"
 
@@ -143,14 +155,27 @@ class MlflowTracker(dg.ConfigurableResource):
         """Log a :class:`models.forecasting.TargetForecast` as one run; return the run id."""
         from assets.tracking import log_target_forecast
 
-        return log_target_forecast(self.uri(), ecm_home() / "mlflow" / "artifacts", result,
-                                   partition=partition, dagster_run_id=dagster_run_id,
-                                   git_commit=_git_commit())
+        return log_target_forecast(
+            self.uri(),
+            ecm_home() / "mlflow" / "artifacts",
+            result,
+            partition=partition,
+            dagster_run_id=dagster_run_id,
+            git_commit=_git_commit(),
+        )
 
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"

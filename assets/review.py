@@ -1,6 +1,5 @@
 """Anomaly and report assets: what looks wrong, and what the operator and members read."""
 
-
 import datetime as dt
 import json
 
@@ -18,8 +17,12 @@ from models.reports import key_figures, render_member_statements, render_plan_re
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"duckdb"}, group_name="review",
-          deps=[meter_readings, forecasts])
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"duckdb"},
+    group_name="review",
+    deps=[meter_readings, forecasts],
+)
 def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Flags on the day's meter data (gaps, spikes, flat-lines, negatives) and on the previous
     day's forecasts where actuals fell well outside their own interval."""
@@ -27,29 +30,51 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     wh, tz = ecm.warehouse(), cfg.community.timezone
     rows = wh.read_day("meter_readings", day)
     start, _ = day_bounds_utc(day, tz)
-    hist = wh.query("SELECT metering_point_id, ts, kwh FROM meter_readings WHERE ts >= ? "
-                    "AND ts < ?", [start - pd.Timedelta(days=14), start])
+    hist = wh.query(
+        "SELECT metering_point_id, ts, kwh FROM meter_readings WHERE ts >= ? AND ts < ?",
+        [start - pd.Timedelta(days=14), start],
+    )
     mps = wh.read("metering_points").set_index("metering_point_id")["direction"].to_dict()
-    flags = [meter_anomalies(rows[["metering_point_id", "ts", "kwh"]], hist,
-                             day_intervals_utc(day, tz, cfg.community.interval_minutes), mps, day)]
+    flags = [
+        meter_anomalies(
+            rows[["metering_point_id", "ts", "kwh"]],
+            hist,
+            day_intervals_utc(day, tz, cfg.community.interval_minutes),
+            mps,
+            day,
+        )
+    ]
     prev = day - dt.timedelta(days=1)
-    fc = wh.query("SELECT target, unique_id, ts, q10, q50, q90 FROM forecasts WHERE day = ? "
-                  "AND is_champion", [prev])
+    fc = wh.query(
+        "SELECT target, unique_id, ts, q10, q50, q90 FROM forecasts WHERE day = ? AND is_champion",
+        [prev],
+    )
     if not fc.empty:
         act = actuals(wh, cfg, prev, prev).rename(columns={"y": "actual"})
         flags.append(forecast_anomalies(fc, act, day))
     df = pd.concat([f for f in flags if not f.empty] or [flags[0]], ignore_index=True)
     n = wh.replace("anomalies", df, {"day": day})
     counts = df["severity"].value_counts().to_dict()
-    return dg.MaterializeResult(metadata={
-        "rows_written": n, **{f"severity_{k}": int(v) for k, v in counts.items()},
-        "forecasts_checked_for": prev.isoformat() if not fc.empty else "none (no forecast)",
-        "top": dg.MetadataValue.md(df.head(10)[["severity", "rule", "subject_id", "message"]]
-                                   .to_markdown(index=False) if n else "nothing flagged")})
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": n,
+            **{f"severity_{k}": int(v) for k, v in counts.items()},
+            "forecasts_checked_for": prev.isoformat() if not fc.empty else "none (no forecast)",
+            "top": dg.MetadataValue.md(
+                df.head(10)[["severity", "rule", "subject_id", "message"]].to_markdown(index=False)
+                if n
+                else "nothing flagged"
+            ),
+        }
+    )
 
 
-@dg.asset(partitions_def=daily_partitions, kinds={"html"}, group_name="review",
-          deps=[dispatch_plan, allocations, anomalies, forecasts])
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"html"},
+    group_name="review",
+    deps=[dispatch_plan, allocations, anomalies, forecasts],
+)
 def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """The operator's plan report and one statement per member, as HTML under reports/."""
     cfg, day = ecm.community(), as_date(context.partition_key)
@@ -60,16 +85,32 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     anom = wh.read_day("anomalies", day)
     common = {"community_name": cfg.community.name, "currency": cfg.community.currency}
     plan_path = render_plan_report(
-        day, ecm.reports_dir(), tz=cfg.community.timezone, forecasts=fc,
-        plan=wh.read_day("dispatch_plan", day), summary=saved["summary"], anomalies=anom,
-        allocations=alloc, settlement_rule=cfg.fairness.settlement_rule,
-        solve_info=saved["solve_info"], **common)
-    statements = render_member_statements(
-        day, ecm.reports_dir(), allocations=alloc, members=wh.read("members"),
+        day,
+        ecm.reports_dir(),
+        tz=cfg.community.timezone,
+        forecasts=fc,
+        plan=wh.read_day("dispatch_plan", day),
+        summary=saved["summary"],
+        anomalies=anom,
+        allocations=alloc,
         settlement_rule=cfg.fairness.settlement_rule,
-        incentive_per_kwh=cfg.incentive.rate_per_kwh, **common)
+        solve_info=saved["solve_info"],
+        **common,
+    )
+    statements = render_member_statements(
+        day,
+        ecm.reports_dir(),
+        allocations=alloc,
+        members=wh.read("members"),
+        settlement_rule=cfg.fairness.settlement_rule,
+        incentive_per_kwh=cfg.incentive.rate_per_kwh,
+        **common,
+    )
     figures = key_figures(saved["summary"], alloc, anom, cfg.fairness.settlement_rule)
-    return dg.MaterializeResult(metadata={
-        "plan_report": dg.MetadataValue.path(str(plan_path)),
-        "statements": len(statements),
-        **{k: (float(v) if isinstance(v, int | float) else str(v)) for k, v in figures.items()}})
+    return dg.MaterializeResult(
+        metadata={
+            "plan_report": dg.MetadataValue.path(str(plan_path)),
+            "statements": len(statements),
+            **{k: (float(v) if isinstance(v, int | float) else str(v)) for k, v in figures.items()},
+        }
+    )

@@ -22,8 +22,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     def __init__(self, forecaster: Any) -> None:
         self.forecaster = forecaster
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
-                ) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """Predict quantiles for a feature frame."""
         return self.forecaster.predict_quantiles(model_input)
 
@@ -36,8 +35,15 @@ def _experiment(name: str, artifact_root: Path) -> str:
     return mlflow.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
 
 
-def log_target_forecast(tracking_uri: str, artifact_root: Path, result: TargetForecast, *,
-                        partition: str, dagster_run_id: str, git_commit: str) -> str:
+def log_target_forecast(
+    tracking_uri: str,
+    artifact_root: Path,
+    result: TargetForecast,
+    *,
+    partition: str,
+    dagster_run_id: str,
+    git_commit: str,
+) -> str:
     """Log parameters, backtest metrics of every model vs the baseline, and the champion model.
 
     Returns
@@ -51,21 +57,33 @@ def log_target_forecast(tracking_uri: str, artifact_root: Path, result: TargetFo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run(experiment_id=exp_id, run_name=f"{result.target}-{partition}") as run:
-            mlflow.set_tags({"dagster_run_id": dagster_run_id, "partition": partition,
-                             "git_commit": git_commit, "champion": result.champion,
-                             "issue_time": result.issue_time.isoformat()})
+            mlflow.set_tags(
+                {
+                    "dagster_run_id": dagster_run_id,
+                    "partition": partition,
+                    "git_commit": git_commit,
+                    "champion": result.champion,
+                    "issue_time": result.issue_time.isoformat(),
+                }
+            )
             params: dict[str, Any] = {"training_rows": result.training_rows}
             for name, model in result.fitted.items():
                 for k, v in model.get_params().items():
                     params[f"{name}.{k}"] = str(v)[:250]
             mlflow.log_params(params)
-            metrics = {f"{m}.{k}": float(v) for m, d in result.metrics.items() for k, v in d.items()}
+            metrics = {
+                f"{m}.{k}": float(v) for m, d in result.metrics.items() for k, v in d.items()
+            }
             mlflow.log_metrics(metrics)
             champion = result.fitted[result.champion]
             example = result.feature_example
             if example is not None:
                 signature = infer_signature(example, champion.predict_quantiles(example))
-                mlflow.pyfunc.log_model(name="forecaster", python_model=ForecasterModel(champion),
-                                        signature=signature, input_example=example,
-                                        pip_requirements=PIP_REQUIREMENTS)
+                mlflow.pyfunc.log_model(
+                    name="forecaster",
+                    python_model=ForecasterModel(champion),
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=PIP_REQUIREMENTS,
+                )
             return run.info.run_id

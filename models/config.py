@@ -127,13 +127,17 @@ class Incentive(_Strict):
     """The incentive on shared energy."""
 
     scheme: str
-    rate_per_kwh: float = Field(ge=0, description="incentive per kWh of shared energy [currency/kWh]")
+    rate_per_kwh: float = Field(
+        ge=0, description="incentive per kWh of shared energy [currency/kWh]"
+    )
 
     @field_validator("scheme")
     @classmethod
     def _known(cls, v: str) -> str:
         if v not in INCENTIVE_SCHEMES:
-            raise ValueError(f"unknown incentive scheme {v!r}; known: {', '.join(INCENTIVE_SCHEMES)}")
+            raise ValueError(
+                f"unknown incentive scheme {v!r}; known: {', '.join(INCENTIVE_SCHEMES)}"
+            )
         return v
 
 
@@ -372,7 +376,9 @@ def read_master_data_excel(path: str | Path) -> list[dict[str, Any]]:
     for i, row in sheets["members"].iterrows():
         mid = _nan_to_none(row["member_id"])
         if mid is None:
-            raise ConfigError(f"{path}: sheet 'members' row {int(i) + 2} column 'member_id' is empty")
+            raise ConfigError(
+                f"{path}: sheet 'members' row {int(i) + 2} column 'member_id' is empty"
+            )
         members[str(mid)] = {
             "id": str(mid),
             "name": str(row["name"]),

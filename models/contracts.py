@@ -189,7 +189,9 @@ TABLES: dict[str, Table] = {
             "Battery plan and grid flows per member (or shared asset), interval and scenario.",
             (
                 _c("day", "DATE", "local day"),
-                _c("member_id", "VARCHAR", "member id, or the community owner id for shared assets"),
+                _c(
+                    "member_id", "VARCHAR", "member id, or the community owner id for shared assets"
+                ),
                 _c("ts", _TS, "interval start (UTC)"),
                 _c("scenario", "VARCHAR", "'expected' (probability-weighted) or 's<k>'"),
                 _c("probability", "DOUBLE", "scenario probability (1 for expected) [-]"),
@@ -197,14 +199,21 @@ TABLES: dict[str, Table] = {
                 _c("pv_kwh", "DOUBLE", "PV generation [kWh]", check=_NONNEG),
                 _c("charge_kwh", "DOUBLE", "battery charge, grid side [kWh]", check=_NONNEG),
                 _c("discharge_kwh", "DOUBLE", "battery discharge, grid side [kWh]", check=_NONNEG),
-                _c("soc_kwh", "DOUBLE", "battery state of charge at interval end [kWh]",
-                   check=_NONNEG),
+                _c(
+                    "soc_kwh",
+                    "DOUBLE",
+                    "battery state of charge at interval end [kWh]",
+                    check=_NONNEG,
+                ),
                 _c("import_kwh", "DOUBLE", "grid withdrawal [kWh]", check=_NONNEG),
                 _c("export_kwh", "DOUBLE", "grid injection [kWh]", check=_NONNEG),
                 _c("import_price", "DOUBLE", "import price [currency/kWh]"),
                 _c("export_price", "DOUBLE", "export price [currency/kWh]"),
-                _c("community_shared_kwh", "DOUBLE",
-                   "community shared energy min(injection, withdrawal) in the interval [kWh]"),
+                _c(
+                    "community_shared_kwh",
+                    "DOUBLE",
+                    "community shared energy min(injection, withdrawal) in the interval [kWh]",
+                ),
                 _c("plan_kind", "VARCHAR", "optimal (LP) | fallback (rule-based)"),
             ),
             ("day", "member_id", "ts", "scenario"),

@@ -19,8 +19,12 @@ from models.config import CommunityConfig
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 DEFAULT_CONFIG = DATA_DIR / "community.yaml"
 WEATHER_LEADS_H = (6, 12, 24)
-WEATHER_VARS = ("temperature_2m", "relative_humidity_2m", "diffuse_radiation",
-                "direct_normal_irradiance")
+WEATHER_VARS = (
+    "temperature_2m",
+    "relative_humidity_2m",
+    "diffuse_radiation",
+    "direct_normal_irradiance",
+)
 SOURCE = "bundled-citylearn"
 
 
@@ -38,8 +42,9 @@ def _window(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.Data
     return df[(df["ts"] >= start) & (df["ts"] < end)]
 
 
-def pv_profile_w_per_kw(start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_DIR
-                        ) -> pd.Series:
+def pv_profile_w_per_kw(
+    start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_DIR
+) -> pd.Series:
     """Mean measured PV output per installed kW across the 17 homes [W/kW], by ts.
 
     Used as the profile of the community PV plant.
@@ -48,8 +53,9 @@ def pv_profile_w_per_kw(start: pd.Timestamp, end: pd.Timestamp, data_dir: Path =
     return b.groupby("ts")["pv_w_per_kw"].mean()
 
 
-def meter_rows(config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp,
-               data_dir: Path = DATA_DIR) -> pd.DataFrame:
+def meter_rows(
+    config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_DIR
+) -> pd.DataFrame:
     """Meter readings in the documented file format for UTC interval starts in [start, end).
 
     Consumption = CityLearn non-shiftable load [kWh]; production = measured W/kW x kWp / 1000.
@@ -62,25 +68,45 @@ def meter_rows(config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp,
             continue
         mb = b[b["building"] == m.source_building]
         cons = m.metering_point("consumption")
-        parts.append(pd.DataFrame({"metering_point_id": cons, "ts": mb["ts"].to_numpy(),
-                                   "kwh": mb["load_kwh"].to_numpy()}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "metering_point_id": cons,
+                    "ts": mb["ts"].to_numpy(),
+                    "kwh": mb["load_kwh"].to_numpy(),
+                }
+            )
+        )
         prod = m.metering_point("production")
         if prod is not None and m.pv_kwp > 0:
-            parts.append(pd.DataFrame({"metering_point_id": prod, "ts": mb["ts"].to_numpy(),
-                                       "kwh": mb["pv_w_per_kw"].to_numpy() * m.pv_kwp / 1000.0}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "metering_point_id": prod,
+                        "ts": mb["ts"].to_numpy(),
+                        "kwh": mb["pv_w_per_kw"].to_numpy() * m.pv_kwp / 1000.0,
+                    }
+                )
+            )
     pv = config.shared_assets.pv
     if pv is not None:
         prof = pv_profile_w_per_kw(start, end, data_dir)
-        parts.append(pd.DataFrame({"metering_point_id": pv.metering_point, "ts": prof.index,
-                                   "kwh": prof.to_numpy() * pv.kwp / 1000.0}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "metering_point_id": pv.metering_point,
+                    "ts": prof.index,
+                    "kwh": prof.to_numpy() * pv.kwp / 1000.0,
+                }
+            )
+        )
     out = pd.concat(parts, ignore_index=True)
     out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC")
     out["quality"] = "measured"
     return out
 
 
-def weather_rows(start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_DIR
-                 ) -> pd.DataFrame:
+def weather_rows(start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_DIR) -> pd.DataFrame:
     """Recorded weather for valid times in [start, end): observations and forecasts.
 
     Observations become known at the end of their hour (``issue_time = ts + 1 h``). CityLearn's
@@ -90,18 +116,30 @@ def weather_rows(start: pd.Timestamp, end: pd.Timestamp, data_dir: Path = DATA_D
     w = _weather(str(data_dir))
     obs = _window(w, start, end)
     frames = [
-        pd.DataFrame({"ts": obs["ts"].to_numpy(),
-                      "issue_time": (obs["ts"] + pd.Timedelta(hours=1)).to_numpy(),
-                      "kind": "observation", "lead_hours": -1.0,
-                      **{v: obs[v].to_numpy() for v in WEATHER_VARS}})
+        pd.DataFrame(
+            {
+                "ts": obs["ts"].to_numpy(),
+                "issue_time": (obs["ts"] + pd.Timedelta(hours=1)).to_numpy(),
+                "kind": "observation",
+                "lead_hours": -1.0,
+                **{v: obs[v].to_numpy() for v in WEATHER_VARS},
+            }
+        )
     ]
     for lead in WEATHER_LEADS_H:
         shift = pd.Timedelta(hours=lead)
         src = _window(w, start - shift, end - shift)
-        frames.append(pd.DataFrame({
-            "ts": (src["ts"] + shift).to_numpy(), "issue_time": src["ts"].to_numpy(),
-            "kind": "forecast", "lead_hours": float(lead),
-            **{v: src[f"{v}_pred_{lead}h"].to_numpy() for v in WEATHER_VARS}}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ts": (src["ts"] + shift).to_numpy(),
+                    "issue_time": src["ts"].to_numpy(),
+                    "kind": "forecast",
+                    "lead_hours": float(lead),
+                    **{v: src[f"{v}_pred_{lead}h"].to_numpy() for v in WEATHER_VARS},
+                }
+            )
+        )
     out = pd.concat(frames, ignore_index=True)
     for c in ("ts", "issue_time"):
         out[c] = pd.DatetimeIndex(out[c]).tz_convert("UTC")
@@ -114,5 +152,9 @@ def import_price_rows(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     p = pd.read_parquet(path)
     p = _window(p, start, end)
     value_col = [c for c in p.columns if c != "ts"][0]
-    return pd.DataFrame({"ts": pd.DatetimeIndex(p["ts"]).tz_convert("UTC"),
-                         "price": p[value_col].to_numpy(dtype=np.float64)})
+    return pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex(p["ts"]).tz_convert("UTC"),
+            "price": p[value_col].to_numpy(dtype=np.float64),
+        }
+    )

@@ -24,13 +24,38 @@ import pvlib
 
 from models.timeutil import day_bounds_utc, day_intervals_utc
 
-WEATHER_FEATURES = ("temperature_2m", "relative_humidity_2m", "diffuse_radiation",
-                    "direct_normal_irradiance")
+WEATHER_FEATURES = (
+    "temperature_2m",
+    "relative_humidity_2m",
+    "diffuse_radiation",
+    "direct_normal_irradiance",
+)
 FEATURES: dict[str, list[str]] = {
-    "load": ["hour", "dow", "is_weekend", "doy_sin", "doy_cos", "temperature_2m",
-             "relative_humidity_2m", "lag_1d", "lag_7d", "mean_7d", "uid_code"],
-    "pv": ["hour", "doy_sin", "doy_cos", "temperature_2m", "diffuse_radiation",
-           "direct_normal_irradiance", "pvwatts_per_kw", "clearsky_ghi", "lag_1d", "uid_code"],
+    "load": [
+        "hour",
+        "dow",
+        "is_weekend",
+        "doy_sin",
+        "doy_cos",
+        "temperature_2m",
+        "relative_humidity_2m",
+        "lag_1d",
+        "lag_7d",
+        "mean_7d",
+        "uid_code",
+    ],
+    "pv": [
+        "hour",
+        "doy_sin",
+        "doy_cos",
+        "temperature_2m",
+        "diffuse_radiation",
+        "direct_normal_irradiance",
+        "pvwatts_per_kw",
+        "clearsky_ghi",
+        "lag_1d",
+        "uid_code",
+    ],
     "price": ["hour", "dow", "is_weekend", "month", "lag_1d", "lag_7d"],
 }
 """Model features per target (lags and the PV physics term are normalised by the scale)."""
@@ -70,8 +95,14 @@ def weather_as_of(weather: pd.DataFrame, days: Sequence[dt.date], tz: str) -> pd
     return pd.concat(out, ignore_index=True)
 
 
-def pv_physics(ts: pd.DatetimeIndex, weather: pd.DataFrame, latitude: float, longitude: float,
-               tilt_deg: float = 20.0, azimuth_deg: float = 180.0) -> pd.DataFrame:
+def pv_physics(
+    ts: pd.DatetimeIndex,
+    weather: pd.DataFrame,
+    latitude: float,
+    longitude: float,
+    tilt_deg: float = 20.0,
+    azimuth_deg: float = 180.0,
+) -> pd.DataFrame:
     """PVWatts output per installed kW and clear-sky GHI from forecast irradiance (pvlib).
 
     Parameters
@@ -98,15 +129,27 @@ def pv_physics(ts: pd.DatetimeIndex, weather: pd.DataFrame, latitude: float, lon
     cosz = np.clip(np.cos(np.radians(zen)), 0, None)
     ghi = dni * cosz + dhi
     poa = pvlib.irradiance.get_total_irradiance(
-        tilt_deg, azimuth_deg, sp["apparent_zenith"].to_numpy(), sp["azimuth"].to_numpy(),
-        dni, ghi, dhi)["poa_global"]
+        tilt_deg,
+        azimuth_deg,
+        sp["apparent_zenith"].to_numpy(),
+        sp["azimuth"].to_numpy(),
+        dni,
+        ghi,
+        dhi,
+    )["poa_global"]
     poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(0)
-    tcell = pvlib.temperature.sapm_cell(poa, weather["temperature_2m"].to_numpy(dtype=float), 1.0,
-                                        -3.56, -0.075, 3)
+    tcell = pvlib.temperature.sapm_cell(
+        poa, weather["temperature_2m"].to_numpy(dtype=float), 1.0, -3.56, -0.075, 3
+    )
     pdc = pvlib.pvsystem.pvwatts_dc(poa, tcell, pdc0=1000.0, gamma_pdc=-0.004)
     cs = pvlib.clearsky.haurwitz(pd.Series(zen, index=ts))
-    return pd.DataFrame({"pvwatts_per_kw": np.asarray(pdc, dtype=float).clip(0),
-                         "clearsky_ghi": cs["ghi"].to_numpy()}, index=ts)
+    return pd.DataFrame(
+        {
+            "pvwatts_per_kw": np.asarray(pdc, dtype=float).clip(0),
+            "clearsky_ghi": cs["ghi"].to_numpy(),
+        },
+        index=ts,
+    )
 
 
 def build_features(
@@ -163,8 +206,9 @@ def build_features(
         idx = pd.MultiIndex.from_arrays([f["unique_id"], f["ts"] - pd.Timedelta(hours=offset_h)])
         return hist.reindex(idx).to_numpy(dtype=float)
 
-    known_24 = (f["ts"] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=interval_minutes)
-                <= f["_issue"]).to_numpy()
+    known_24 = (
+        f["ts"] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=interval_minutes) <= f["_issue"]
+    ).to_numpy()
     lag1 = np.where(known_24, look(24), look(48))
     lag7 = look(168)
     prev = np.column_stack([look(24 * k) if k > 1 else lag1 for k in range(1, 8)])

@@ -81,8 +81,9 @@ class SeasonalNaive:
         base = X["lag_1d"].to_numpy(dtype=float)
         base = np.where(np.isfinite(base), base, self.fallback_)
         rq = self.residual_quantiles_.reindex(X["hour"].to_numpy()).fillna(0.0).to_numpy()
-        out = pd.DataFrame(base[:, None] + rq, columns=[qcol(q) for q in self.quantiles],
-                           index=X.index)
+        out = pd.DataFrame(
+            base[:, None] + rq, columns=[qcol(q) for q in self.quantiles], index=X.index
+        )
         out.insert(0, "point", base)
         return _tidy(out, self.nonnegative)
 
@@ -105,9 +106,17 @@ class LightGBMQuantile:
 
     name = "lightgbm"
 
-    def __init__(self, features: Sequence[str], quantiles: Sequence[float] = (0.1, 0.5, 0.9),
-                 n_estimators: int = 150, learning_rate: float = 0.05, num_leaves: int = 31,
-                 min_child_samples: int = 20, nonnegative: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        features: Sequence[str],
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        n_estimators: int = 150,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        nonnegative: bool = True,
+        seed: int = 0,
+    ):
         self.features = list(features)
         self.quantiles = tuple(quantiles)
         self.n_estimators = n_estimators
@@ -119,15 +128,32 @@ class LightGBMQuantile:
 
     def get_params(self) -> dict[str, Any]:
         """Parameters, as scikit-learn estimators expose them."""
-        return {k: getattr(self, k) for k in ("features", "quantiles", "n_estimators",
-                                              "learning_rate", "num_leaves",
-                                              "min_child_samples", "nonnegative", "seed")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "features",
+                "quantiles",
+                "n_estimators",
+                "learning_rate",
+                "num_leaves",
+                "min_child_samples",
+                "nonnegative",
+                "seed",
+            )
+        }
 
     def _model(self, **kw: Any) -> lgb.LGBMRegressor:
-        return lgb.LGBMRegressor(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                                 num_leaves=self.num_leaves,
-                                 min_child_samples=self.min_child_samples, random_state=self.seed,
-                                 n_jobs=1, verbose=-1, deterministic=True, **kw)
+        return lgb.LGBMRegressor(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            random_state=self.seed,
+            n_jobs=1,
+            verbose=-1,
+            deterministic=True,
+            **kw,
+        )
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> LightGBMQuantile:
         """Fit the point model and one model per quantile on rows with a finite target."""
@@ -156,9 +182,11 @@ def _tidy(out: pd.DataFrame, nonnegative: bool) -> pd.DataFrame:
 
 FORECASTERS: dict[str, Any] = {
     "seasonal_naive": lambda features, quantiles, settings, nonneg: SeasonalNaive(
-        quantiles, nonnegative=nonneg),
+        quantiles, nonnegative=nonneg
+    ),
     "lightgbm": lambda features, quantiles, settings, nonneg: LightGBMQuantile(
-        features, quantiles, n_estimators=settings.get("lightgbm_trees", 150), nonnegative=nonneg),
+        features, quantiles, n_estimators=settings.get("lightgbm_trees", 150), nonnegative=nonneg
+    ),
 }
 """Registered forecasters: name -> factory(features, quantiles, settings, nonnegative)."""
 
@@ -166,6 +194,7 @@ BASELINE = "seasonal_naive"
 
 
 # --- metrics -------------------------------------------------------------------------------
+
 
 def mae(y: np.ndarray, yhat: np.ndarray) -> float:
     """Mean absolute error [unit of y]."""
@@ -199,10 +228,14 @@ def score(pred: pd.DataFrame, quantiles: Sequence[float]) -> dict[str, float]:
         present) and ``n``.
     """
     y = pred["y"].to_numpy(dtype=float)
-    out = {"mae": mae(y, pred["point"]), "rmse": rmse(y, pred["point"]),
-           "pinball": float(np.mean([pinball(y, pred[qcol(q)], q) for q in quantiles])),
-           "n": float(len(pred))}
+    out = {
+        "mae": mae(y, pred["point"]),
+        "rmse": rmse(y, pred["point"]),
+        "pinball": float(np.mean([pinball(y, pred[qcol(q)], q) for q in quantiles])),
+        "n": float(len(pred)),
+    }
     lo, hi = qcol(min(quantiles)), qcol(max(quantiles))
     out[f"coverage_{round((max(quantiles) - min(quantiles)) * 100)}"] = coverage(
-        y, pred[lo].to_numpy(), pred[hi].to_numpy())
+        y, pred[lo].to_numpy(), pred[hi].to_numpy()
+    )
     return out

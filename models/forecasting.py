@@ -100,8 +100,9 @@ def forecast_target(
     hist = history[history["ts"] < issue]
     bt_start = day - dt.timedelta(days=spec.backtest_days)
     first_known = pd.Timestamp(hist["ts"].min()).tz_convert(spec.tz).date() if len(hist) else day
-    train_start = max(bt_start - dt.timedelta(days=spec.training_days),
-                      first_known + dt.timedelta(days=2))
+    train_start = max(
+        bt_start - dt.timedelta(days=spec.training_days), first_known + dt.timedelta(days=2)
+    )
     if (bt_start - train_start).days < MIN_TRAINING_DAYS:
         raise InsufficientHistoryError(
             f"{spec.target}: forecasting {day} needs actuals from "
@@ -114,9 +115,17 @@ def forecast_target(
         recent = hist[(hist["ts"] >= s_from) & (hist["ts"] < s_to)]
         scale = recent.groupby("unique_id")["y"].mean().clip(lower=1e-3)
     days = [train_start + dt.timedelta(days=i) for i in range((day - train_start).days + 1)]
-    feats = build_features(hist, days, target=spec.target, tz=spec.tz, weather=weather,
-                           scale=scale, latitude=spec.latitude, longitude=spec.longitude,
-                           interval_minutes=spec.interval_minutes)
+    feats = build_features(
+        hist,
+        days,
+        target=spec.target,
+        tz=spec.tz,
+        weather=weather,
+        scale=scale,
+        latitude=spec.latitude,
+        longitude=spec.longitude,
+        interval_minutes=spec.interval_minutes,
+    )
     cols = FEATURES[spec.target]
     is_train = feats["day"] < bt_start
     is_bt = (feats["day"] >= bt_start) & (feats["day"] < day)
@@ -134,8 +143,10 @@ def forecast_target(
         m_bt.fit(tr, tr["y_norm"].to_numpy())
         bt = feats[is_bt & feats["y"].notna()]
         pb = _denorm(m_bt.predict_quantiles(bt), bt["scale"].to_numpy())
-        pb = pd.concat([bt[["unique_id", "ts", "day", "y"]].reset_index(drop=True),
-                        pb.reset_index(drop=True)], axis=1)
+        pb = pd.concat(
+            [bt[["unique_id", "ts", "day", "y"]].reset_index(drop=True), pb.reset_index(drop=True)],
+            axis=1,
+        )
         pb["model"] = name
         metrics[name] = score(pb, spec.quantiles)
         backtests.append(pb)
@@ -145,23 +156,31 @@ def forecast_target(
         fitted[name] = model
         fx = feats[is_fc]
         pf = _denorm(model.predict_quantiles(fx), fx["scale"].to_numpy())
-        pf = pd.concat([fx[["unique_id", "ts"]].reset_index(drop=True),
-                        pf.reset_index(drop=True)], axis=1)
+        pf = pd.concat(
+            [fx[["unique_id", "ts"]].reset_index(drop=True), pf.reset_index(drop=True)], axis=1
+        )
         pf["model"] = name
         forecasts.append(pf)
     base = metrics[BASELINE]["pinball"] if BASELINE in metrics else np.inf
     champion = min(metrics, key=lambda k: (metrics[k]["pinball"], k != BASELINE))
-    for name, m in metrics.items():
+    for m in metrics.values():
         if np.isfinite(base) and base > 0:
             m["pinball_skill"] = 1.0 - m["pinball"] / base
-            m["mae_skill"] = 1.0 - m["mae"] / metrics[BASELINE]["mae"] if metrics[BASELINE][
-                "mae"] > 0 else 0.0
+            m["mae_skill"] = (
+                1.0 - m["mae"] / metrics[BASELINE]["mae"] if metrics[BASELINE]["mae"] > 0 else 0.0
+            )
     fc = pd.concat(forecasts, ignore_index=True)
     fc["is_champion"] = fc["model"] == champion
     fc["target"] = spec.target
     return TargetForecast(
-        target=spec.target, day=day, issue_time=issue, forecasts=fc, metrics=metrics,
-        champion=champion, backtest=pd.concat(backtests, ignore_index=True), fitted=fitted,
+        target=spec.target,
+        day=day,
+        issue_time=issue,
+        forecasts=fc,
+        metrics=metrics,
+        champion=champion,
+        backtest=pd.concat(backtests, ignore_index=True),
+        fitted=fitted,
         training_rows=int(is_final.sum()),
         feature_example=feats.loc[is_fc, cols].head(5).reset_index(drop=True),
     )
@@ -185,8 +204,9 @@ def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
 TARGETS = ("load", "pv", "price")
 
 
-def forecast_community(actuals: pd.DataFrame, weather: pd.DataFrame | None, day: dt.date,
-                       config: Any) -> dict[str, TargetForecast]:
+def forecast_community(
+    actuals: pd.DataFrame, weather: pd.DataFrame | None, day: dt.date, config: Any
+) -> dict[str, TargetForecast]:
     """Forecast every target of a community for ``day``.
 
     Parameters
@@ -206,13 +226,23 @@ def forecast_community(actuals: pd.DataFrame, weather: pd.DataFrame | None, day:
         kwp[config.shared_assets.pv.id] = config.shared_assets.pv.kwp
     out = {}
     for target in TARGETS:
-        spec = ForecastSpec(target=target, tz=c.timezone, training_days=f.training_days,
-                            backtest_days=f.backtest_days, quantiles=f.quantiles,
-                            lightgbm_trees=f.lightgbm_trees, latitude=c.latitude,
-                            longitude=c.longitude, interval_minutes=c.interval_minutes,
-                            nonnegative=True)
+        spec = ForecastSpec(
+            target=target,
+            tz=c.timezone,
+            training_days=f.training_days,
+            backtest_days=f.backtest_days,
+            quantiles=f.quantiles,
+            lightgbm_trees=f.lightgbm_trees,
+            latitude=c.latitude,
+            longitude=c.longitude,
+            interval_minutes=c.interval_minutes,
+            nonnegative=True,
+        )
         hist = actuals.loc[actuals["target"] == target, ["unique_id", "ts", "y"]]
-        scale = pd.Series(kwp) if target == "pv" else (
-            pd.Series({"import": 1.0}) if target == "price" else None)
+        scale = (
+            pd.Series(kwp)
+            if target == "pv"
+            else (pd.Series({"import": 1.0}) if target == "price" else None)
+        )
         out[target] = forecast_target(hist, day, spec, weather=weather, scale=scale)
     return out

@@ -60,15 +60,18 @@ def price_frame(
     export_price : float
         Flat export price [currency/kWh].
     """
-    imp = pd.DataFrame({
-        "ts": import_rows["ts"].to_numpy(),
-        "price_type": "import",
-        "price_per_kwh": to_per_kwh(import_rows["price"], unit, currency, source).to_numpy(),
-        "currency": currency,
-        "source": source,
-    })
-    exp = imp.assign(price_type="export", price_per_kwh=float(export_price),
-                     source="tariff:export_price")
+    imp = pd.DataFrame(
+        {
+            "ts": import_rows["ts"].to_numpy(),
+            "price_type": "import",
+            "price_per_kwh": to_per_kwh(import_rows["price"], unit, currency, source).to_numpy(),
+            "currency": currency,
+            "source": source,
+        }
+    )
+    exp = imp.assign(
+        price_type="export", price_per_kwh=float(export_price), source="tariff:export_price"
+    )
     out = pd.concat([imp, exp], ignore_index=True)
     out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC")
     out["day"] = local_day(out["ts"], tz).to_numpy()
@@ -93,8 +96,11 @@ def check_readings_complete(
     return CheckResult(
         not problems,
         "every metering point has every interval of the local day",
-        {"expected_intervals": total_expected, "incomplete_metering_points": len(problems),
-         "details": "; ".join(problems[:20]) or "complete"},
+        {
+            "expected_intervals": total_expected,
+            "incomplete_metering_points": len(problems),
+            "details": "; ".join(problems[:20]) or "complete",
+        },
     )
 
 
@@ -114,13 +120,18 @@ def check_readings_plausible(readings: pd.DataFrame, interval_minutes: int = 60)
     return CheckResult(
         neg == 0 and high == 0 and nan == 0,
         f"energies are finite, >= 0 and <= {limit:g} kWh per interval",
-        {"negative": neg, "implausibly_high": high, "missing_values": nan,
-         "max_kwh": float(np.nanmax(kwh)) if len(kwh) else 0.0},
+        {
+            "negative": neg,
+            "implausibly_high": high,
+            "missing_values": nan,
+            "max_kwh": float(np.nanmax(kwh)) if len(kwh) else 0.0,
+        },
     )
 
 
-def check_prices(prices: pd.DataFrame, day: dt.date, tz: str, interval_minutes: int = 60
-                 ) -> CheckResult:
+def check_prices(
+    prices: pd.DataFrame, day: dt.date, tz: str, interval_minutes: int = 60
+) -> CheckResult:
     """Import and export prices cover the day, in [currency/kWh] and plausible."""
     n = len(day_intervals_utc(day, tz, interval_minutes))
     counts = prices.groupby("price_type")["ts"].nunique().to_dict()
@@ -130,9 +141,12 @@ def check_prices(prices: pd.DataFrame, day: dt.date, tz: str, interval_minutes: 
     return CheckResult(
         ok_count and ok_unit,
         "import and export prices for every interval, in [currency/kWh] between 0 and 5",
-        {"expected_intervals": n, "import_intervals": int(counts.get("import", 0)),
-         "export_intervals": int(counts.get("export", 0)),
-         "max_price_per_kwh": float(v.max()) if len(v) else 0.0},
+        {
+            "expected_intervals": n,
+            "import_intervals": int(counts.get("import", 0)),
+            "export_intervals": int(counts.get("export", 0)),
+            "max_price_per_kwh": float(v.max()) if len(v) else 0.0,
+        },
     )
 
 
@@ -142,6 +156,8 @@ def check_weather_forecasts(weather: pd.DataFrame, day: dt.date, tz: str) -> Che
     issue = expected[0]
     fc = weather[(weather["kind"] == "forecast") & (weather["issue_time"] <= issue)]
     covered = int(pd.DatetimeIndex(expected).isin(fc["ts"]).sum())
-    return CheckResult(covered == len(expected),
-                       "a weather forecast issued by the issue time covers every interval",
-                       {"expected_intervals": len(expected), "covered_intervals": covered})
+    return CheckResult(
+        covered == len(expected),
+        "a weather forecast issued by the issue time covers every interval",
+        {"expected_intervals": len(expected), "covered_intervals": covered},
+    )

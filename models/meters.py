@@ -120,8 +120,11 @@ def _check_field_counts(text: str, path: str) -> None:
         for i, row in enumerate(reader, start=2):
             if row and len(row) != len(header):
                 raise MeterFileError(
-                    path, f"expected {len(header)} fields, got {len(row)} (a decimal comma or a "
-                    "stray delimiter?)", row=i)
+                    path,
+                    f"expected {len(header)} fields, got {len(row)} (a decimal comma or a "
+                    "stray delimiter?)",
+                    row=i,
+                )
     except csv.Error as exc:
         raise MeterFileError(path, f"cannot parse: {exc}", row=reader.line_num) from None
 
@@ -175,7 +178,9 @@ def _parse_kwh(values: pd.Series, path: str, header_rows: int) -> np.ndarray:
                     path, f"not a number: {s!r}", _row_no(i, header_rows), "kwh"
                 ) from None
         if not math.isfinite(x):
-            raise MeterFileError(path, f"not a finite number: {v!r}", _row_no(i, header_rows), "kwh")
+            raise MeterFileError(
+                path, f"not a finite number: {v!r}", _row_no(i, header_rows), "kwh"
+            )
         out[i] = x
     return out
 
@@ -229,19 +234,28 @@ def validate_meter_frame(
     mp = raw["metering_point_id"].astype(str).str.strip()
     for i, v in enumerate(mp):
         if not v or v.lower() == "nan":
-            raise MeterFileError(source, "empty metering point id", _row_no(i, header_rows),
-                                 "metering_point_id")
+            raise MeterFileError(
+                source, "empty metering point id", _row_no(i, header_rows), "metering_point_id"
+            )
         if v not in metering_points:
-            raise MeterFileError(source, f"unknown metering point {v!r}", _row_no(i, header_rows),
-                                 "metering_point_id")
+            raise MeterFileError(
+                source,
+                f"unknown metering point {v!r}",
+                _row_no(i, header_rows),
+                "metering_point_id",
+            )
     ts = _parse_ts(raw["ts"], source, header_rows)
     kwh = _parse_kwh(raw["kwh"], source, header_rows)
     if "quality" in raw.columns:
         quality = raw["quality"].astype(str).str.strip().replace({"": "measured"})
         for i, q in enumerate(quality):
             if q not in QUALITIES:
-                raise MeterFileError(source, f"quality must be one of {QUALITIES}, got {q!r}",
-                                     _row_no(i, header_rows), "quality")
+                raise MeterFileError(
+                    source,
+                    f"quality must be one of {QUALITIES}, got {q!r}",
+                    _row_no(i, header_rows),
+                    "quality",
+                )
     else:
         quality = pd.Series(["measured"] * len(raw))
     days = pd.Series(pd.DatetimeIndex(ts).tz_convert(tz).date)
@@ -250,15 +264,20 @@ def validate_meter_frame(
         t = ts.iloc[i]
         if (t.minute * 60 + t.second) % (info.interval_minutes * 60) or t.microsecond:
             raise MeterFileError(
-                source, f"{t.isoformat()} is not aligned to {info.interval_minutes}-minute intervals",
-                _row_no(i, header_rows), "ts")
+                source,
+                f"{t.isoformat()} is not aligned to {info.interval_minutes}-minute intervals",
+                _row_no(i, header_rows),
+                "ts",
+            )
         d = days.iloc[i]
         if d < info.valid_from or (info.valid_to is not None and d > info.valid_to):
             raise MeterFileError(
                 source,
                 f"reading on {d} is outside the membership of {info.owner_id!r} "
                 f"({info.valid_from} to {info.valid_to or 'open'})",
-                _row_no(i, header_rows), "ts")
+                _row_no(i, header_rows),
+                "ts",
+            )
     df = pd.DataFrame(
         {
             "metering_point_id": mp.to_numpy(),
@@ -280,7 +299,9 @@ def validate_meter_frame(
                     source,
                     f"interval {t.isoformat()} of {m!r} appears {len(g)} times with different "
                     f"values {sorted(g['kwh'].tolist())} (rows {rows})",
-                    int(g["_row"].iloc[1]), "kwh")
+                    int(g["_row"].iloc[1]),
+                    "kwh",
+                )
         df = df.drop_duplicates(["metering_point_id", "ts"], keep="first")
     df = df.drop(columns="_row").sort_values(["metering_point_id", "ts"]).reset_index(drop=True)
     df["source"] = source

@@ -92,14 +92,32 @@ RULE_DESCRIPTIONS = {
 _CENT = Decimal("0.01")
 
 _PLAN_COLUMNS = (
-    "member_id", "ts", "scenario", "probability", "load_kwh", "pv_kwh", "charge_kwh",
-    "discharge_kwh", "soc_kwh", "import_kwh", "export_kwh", "import_price", "export_price",
-    "community_shared_kwh", "plan_kind",
+    "member_id",
+    "ts",
+    "scenario",
+    "probability",
+    "load_kwh",
+    "pv_kwh",
+    "charge_kwh",
+    "discharge_kwh",
+    "soc_kwh",
+    "import_kwh",
+    "export_kwh",
+    "import_price",
+    "export_price",
+    "community_shared_kwh",
+    "plan_kind",
 )
 _FORECAST_COLUMNS = ("target", "unique_id", "ts", "point", "q10", "q90")
 _ANOMALY_COLUMNS = ("rule", "severity", "subject_id", "ts_start", "ts_end", "message")
 _ALLOCATION_COLUMNS = (
-    "member_id", "rule", "shared_kwh", "amount", "consumption_kwh", "import_kwh", "export_kwh",
+    "member_id",
+    "rule",
+    "shared_kwh",
+    "amount",
+    "consumption_kwh",
+    "import_kwh",
+    "export_kwh",
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -447,10 +465,12 @@ def render_plan_report(
         "fallback_reason": fallback_reason,
         "cost_rows": _cost_rows(figures),
         "headline": _headline(figures, settlement_total, kinds, solve_info, currency),
-        "fig_forecasts": _figure_html(_forecast_figure(forecasts, labels, tz, currency),
-                                      "fig-forecasts"),
-        "fig_batteries": _figure_html(_battery_figure(expected, labels, tz, owner_id),
-                                      "fig-batteries"),
+        "fig_forecasts": _figure_html(
+            _forecast_figure(forecasts, labels, tz, currency), "fig-forecasts"
+        ),
+        "fig_batteries": _figure_html(
+            _battery_figure(expected, labels, tz, owner_id), "fig-batteries"
+        ),
         "fig_grid": _figure_html(_grid_figure(plan, labels, tz), "fig-grid"),
         "member_rows": _member_plan_rows(expected, names, owner_id),
         **_anomaly_context(anomalies, zone),
@@ -736,8 +756,9 @@ def _member_names(members: pd.DataFrame | None, owner_id: str | None) -> dict[st
     return names
 
 
-def _ordered_ids(ids: Iterable[str], known: set[str] | None = None, owner: str | None = None
-                 ) -> list[str]:
+def _ordered_ids(
+    ids: Iterable[str], known: set[str] | None = None, owner: str | None = None
+) -> list[str]:
     """Unique ids, sorted, with the community owner (unknown ids or ``owner``) last."""
 
     def is_owner(m: str) -> bool:
@@ -763,8 +784,9 @@ def _severity_counts(anomalies: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in vc.items()}
 
 
-def _time_labels(axis: pd.DatetimeIndex, zone: zoneinfo.ZoneInfo, day: dt.date
-                 ) -> dict[pd.Timestamp, str]:
+def _time_labels(
+    axis: pd.DatetimeIndex, zone: zoneinfo.ZoneInfo, day: dt.date
+) -> dict[pd.Timestamp, str]:
     """Unique local-time labels of UTC timestamps: ``HH:MM TZ`` (with the date if off ``day``).
 
     The zone abbreviation keeps the repeated hour of an autumn DST day distinct.
@@ -822,16 +844,19 @@ def _solve_value(key: str, value: object) -> str:
     return str(value)
 
 
-def _headline(figures: Mapping[str, float | int | str], settlement_total: Decimal,
-              kinds: set[str], solve_info: Mapping[str, object], currency: str
-              ) -> list[tuple[str, str]]:
+def _headline(
+    figures: Mapping[str, float | int | str],
+    settlement_total: Decimal,
+    kinds: set[str],
+    solve_info: Mapping[str, object],
+    currency: str,
+) -> list[tuple[str, str]]:
     rule = str(figures["settlement_rule"])
     rows = [
         (f"Expected savings [{currency}]", _fmt(figures["expected_savings"])),
         (f"Expected incentive [{currency}]", _fmt(figures["expected_incentive"])),
         ("Expected shared energy [kWh]", _kwh(figures["expected_shared_kwh"])),
-        (f"Allocated under {RULE_LABELS.get(rule, rule)} [{currency}]",
-         _money(settlement_total)),
+        (f"Allocated under {RULE_LABELS.get(rule, rule)} [{currency}]", _money(settlement_total)),
         ("Plan kind", ", ".join(sorted(kinds)) or "n/a"),
     ]
     for key, value in solve_info.items():
@@ -844,16 +869,25 @@ def _headline(figures: Mapping[str, float | int | str], settlement_total: Decima
 
 
 def _figure_html(fig: go.Figure, div_id: str) -> Markup:
-    html = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False})
+    html = fig.to_html(
+        full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False}
+    )
     return Markup(html)  # plotly's own output; its JSON escapes "<" in data strings
 
 
 def _category_axis(fig: go.Figure, labels: Mapping[pd.Timestamp, str], tz: str) -> None:
-    fig.update_xaxes(type="category", categoryorder="array",
-                     categoryarray=list(labels.values()), title_text=f"local time ({tz})")
-    fig.update_layout(height=420, margin={"l": 60, "r": 60, "t": 30, "b": 60},
-                      legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+    fig.update_xaxes(
+        type="category",
+        categoryorder="array",
+        categoryarray=list(labels.values()),
+        title_text=f"local time ({tz})",
+    )
+    fig.update_layout(
+        height=420,
+        margin={"l": 60, "r": 60, "t": 30, "b": 60},
+        legend={"orientation": "h", "y": -0.25},
+        hovermode="x unified",
+    )
 
 
 def _x(index: Iterable[pd.Timestamp], labels: Mapping[pd.Timestamp, str]) -> list[str]:
@@ -870,70 +904,136 @@ def _forecast_totals(forecasts: pd.DataFrame, target: str) -> pd.DataFrame:
     return per_series.groupby(level="ts").sum(min_count=1).sort_index()
 
 
-def _band(fig: go.Figure, x: list[str], lo: pd.Series, hi: pd.Series, name: str, rgba: str,
-          secondary_y: bool = False) -> None:
+def _band(
+    fig: go.Figure,
+    x: list[str],
+    lo: pd.Series,
+    hi: pd.Series,
+    name: str,
+    rgba: str,
+    secondary_y: bool = False,
+) -> None:
     if lo.isna().all() or hi.isna().all():
         return
-    fig.add_trace(go.Scatter(x=x, y=hi.to_numpy(), mode="lines", line={"width": 0},
-                             showlegend=False, hoverinfo="skip", legendgroup=name),
-                  secondary_y=secondary_y)
-    fig.add_trace(go.Scatter(x=x, y=lo.to_numpy(), mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor=rgba, name=name, legendgroup=name),
-                  secondary_y=secondary_y)
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=hi.to_numpy(),
+            mode="lines",
+            line={"width": 0},
+            showlegend=False,
+            hoverinfo="skip",
+            legendgroup=name,
+        ),
+        secondary_y=secondary_y,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=lo.to_numpy(),
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=rgba,
+            name=name,
+            legendgroup=name,
+        ),
+        secondary_y=secondary_y,
+    )
 
 
-def _forecast_figure(forecasts: pd.DataFrame, labels: Mapping[pd.Timestamp, str], tz: str,
-                     currency: str) -> go.Figure:
+def _forecast_figure(
+    forecasts: pd.DataFrame, labels: Mapping[pd.Timestamp, str], tz: str, currency: str
+) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for target, color, rgba in (("load", "#1f77b4", "rgba(31,119,180,0.2)"),
-                                ("pv", "#ff9f1c", "rgba(255,159,28,0.25)")):
+    for target, color, rgba in (
+        ("load", "#1f77b4", "rgba(31,119,180,0.2)"),
+        ("pv", "#ff9f1c", "rgba(255,159,28,0.25)"),
+    ):
         tot = _forecast_totals(forecasts, target)
         if tot.empty:
             continue
         x = _x(tot.index, labels)
         name = "load" if target == "load" else "PV"
         _band(fig, x, tot["q10"], tot["q90"], f"{name} q10–q90", rgba)
-        fig.add_trace(go.Scatter(x=x, y=tot["point"].to_numpy(), mode="lines",
-                                 name=f"{name} forecast [kWh]", line={"color": color}))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=tot["point"].to_numpy(),
+                mode="lines",
+                name=f"{name} forecast [kWh]",
+                line={"color": color},
+            )
+        )
     price = forecasts[forecasts["target"].astype(str) == "price"]
     if (price["unique_id"].astype(str) == "import").any():
         price = price[price["unique_id"].astype(str) == "import"]
     if not price.empty:
         p = price.groupby("ts")["point"].mean().sort_index()
-        fig.add_trace(go.Scatter(x=_x(p.index, labels), y=p.to_numpy(), mode="lines",
-                                 name=f"import price [{currency}/kWh]",
-                                 line={"color": "#6c757d", "dash": "dot", "shape": "hv"}),
-                      secondary_y=True)
+        fig.add_trace(
+            go.Scatter(
+                x=_x(p.index, labels),
+                y=p.to_numpy(),
+                mode="lines",
+                name=f"import price [{currency}/kWh]",
+                line={"color": "#6c757d", "dash": "dot", "shape": "hv"},
+            ),
+            secondary_y=True,
+        )
     _category_axis(fig, labels, tz)
     fig.update_yaxes(title_text="energy per interval [kWh]", secondary_y=False)
     fig.update_yaxes(title_text=f"price [{currency}/kWh]", secondary_y=True)
     return fig
 
 
-def _battery_figure(expected: pd.DataFrame, labels: Mapping[pd.Timestamp, str], tz: str,
-                    owner_id: str) -> go.Figure:
+def _battery_figure(
+    expected: pd.DataFrame, labels: Mapping[pd.Timestamp, str], tz: str, owner_id: str
+) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     is_owner = expected["member_id"].astype(str) == owner_id
-    groups = (("home batteries", expected[~is_owner], "#2a9d8f", "#264653"),
-              ("shared battery", expected[is_owner], "#e76f51", "#9c2c13"))
+    groups = (
+        ("home batteries", expected[~is_owner], "#2a9d8f", "#264653"),
+        ("shared battery", expected[is_owner], "#e76f51", "#9c2c13"),
+    )
     for name, rows, bar_color, line_color in groups:
         if rows.empty:
             continue
         g = rows.groupby("ts")[["charge_kwh", "discharge_kwh", "soc_kwh"]].sum().sort_index()
         x = _x(g.index, labels)
-        fig.add_trace(go.Bar(x=x, y=g["charge_kwh"].to_numpy(), name=f"{name}: charge [kWh]",
-                             marker_color=bar_color, opacity=0.9))
-        fig.add_trace(go.Bar(x=x, y=-g["discharge_kwh"].to_numpy(),
-                             name=f"{name}: discharge [kWh]", marker_color=bar_color,
-                             opacity=0.5))
-        fig.add_trace(go.Scatter(x=x, y=g["soc_kwh"].to_numpy(), mode="lines",
-                                 name=f"{name}: state of charge [kWh]",
-                                 line={"color": line_color}), secondary_y=True)
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=g["charge_kwh"].to_numpy(),
+                name=f"{name}: charge [kWh]",
+                marker_color=bar_color,
+                opacity=0.9,
+            )
+        )
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=-g["discharge_kwh"].to_numpy(),
+                name=f"{name}: discharge [kWh]",
+                marker_color=bar_color,
+                opacity=0.5,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=g["soc_kwh"].to_numpy(),
+                mode="lines",
+                name=f"{name}: state of charge [kWh]",
+                line={"color": line_color},
+            ),
+            secondary_y=True,
+        )
     _category_axis(fig, labels, tz)
     fig.update_layout(barmode="relative")
     fig.update_yaxes(title_text="charge (+) / discharge (−) [kWh]", secondary_y=False)
-    fig.update_yaxes(title_text="state of charge at interval end [kWh]", secondary_y=True,
-                     rangemode="tozero")
+    fig.update_yaxes(
+        title_text="state of charge at interval end [kWh]", secondary_y=True, rangemode="tozero"
+    )
     return fig
 
 
@@ -956,35 +1056,64 @@ def _grid_figure(plan: pd.DataFrame, labels: Mapping[pd.Timestamp, str], tz: str
     for s in sorted(set(scen) - {"expected"}):
         g = plan[scen == s].groupby("ts")[["import_kwh", "export_kwh"]].sum().sort_index()
         x = _x(g.index, labels)
-        for col, color in (("import_kwh", "rgba(31,119,180,0.18)"),
-                           ("export_kwh", "rgba(214,39,40,0.18)")):
-            fig.add_trace(go.Scatter(x=x, y=g[col].to_numpy(), mode="lines",
-                                     line={"color": color, "width": 1},
-                                     name=f"scenarios: {col.split('_')[0]}",
-                                     legendgroup=f"scen-{col}", showlegend=first,
-                                     hoverinfo="skip"))
+        for col, color in (
+            ("import_kwh", "rgba(31,119,180,0.18)"),
+            ("export_kwh", "rgba(214,39,40,0.18)"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=g[col].to_numpy(),
+                    mode="lines",
+                    line={"color": color, "width": 1},
+                    name=f"scenarios: {col.split('_')[0]}",
+                    legendgroup=f"scen-{col}",
+                    showlegend=first,
+                    hoverinfo="skip",
+                )
+            )
         first = False
     exp = plan[scen == "expected"]
     g = exp.groupby("ts")[["import_kwh", "export_kwh"]].sum().sort_index()
     x = _x(g.index, labels)
-    fig.add_trace(go.Scatter(x=x, y=g["import_kwh"].to_numpy(), mode="lines",
-                             name="import, expected [kWh]",
-                             line={"color": "#1f77b4", "width": 3}))
-    fig.add_trace(go.Scatter(x=x, y=g["export_kwh"].to_numpy(), mode="lines",
-                             name="export, expected [kWh]",
-                             line={"color": "#d62728", "width": 3}))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=g["import_kwh"].to_numpy(),
+            mode="lines",
+            name="import, expected [kWh]",
+            line={"color": "#1f77b4", "width": 3},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=g["export_kwh"].to_numpy(),
+            mode="lines",
+            name="export, expected [kWh]",
+            line={"color": "#d62728", "width": 3},
+        )
+    )
     shared = _community_shared(exp)
-    fig.add_trace(go.Scatter(x=_x(shared.index, labels), y=shared.to_numpy(), mode="lines",
-                             name="shared energy, expected [kWh]", fill="tozeroy",
-                             line={"color": "#2ca02c", "width": 2},
-                             fillcolor="rgba(44,160,44,0.2)"))
+    fig.add_trace(
+        go.Scatter(
+            x=_x(shared.index, labels),
+            y=shared.to_numpy(),
+            mode="lines",
+            name="shared energy, expected [kWh]",
+            fill="tozeroy",
+            line={"color": "#2ca02c", "width": 2},
+            fillcolor="rgba(44,160,44,0.2)",
+        )
+    )
     _category_axis(fig, labels, tz)
     fig.update_yaxes(title_text="energy per interval [kWh]", rangemode="tozero")
     return fig
 
 
-def _member_plan_rows(expected: pd.DataFrame, names: Mapping[str, str], owner_id: str
-                      ) -> list[dict[str, Any]]:
+def _member_plan_rows(
+    expected: pd.DataFrame, names: Mapping[str, str], owner_id: str
+) -> list[dict[str, Any]]:
     e = expected.assign(
         member_id=expected["member_id"].astype(str),
         throughput=expected["charge_kwh"] + expected["discharge_kwh"],
@@ -996,10 +1125,17 @@ def _member_plan_rows(expected: pd.DataFrame, names: Mapping[str, str], owner_id
     rows: list[dict[str, Any]] = []
 
     def row(label: str, mid: str, r: pd.Series, total: bool = False) -> dict[str, Any]:
-        return {"label": label, "member_id": mid, "load": _kwh(r["load_kwh"]),
-                "pv": _kwh(r["pv_kwh"]), "imp": _kwh(r["import_kwh"]),
-                "exp": _kwh(r["export_kwh"]), "throughput": _kwh(r["throughput"]),
-                "cost": _fmt(r["cost"]), "total": total}
+        return {
+            "label": label,
+            "member_id": mid,
+            "load": _kwh(r["load_kwh"]),
+            "pv": _kwh(r["pv_kwh"]),
+            "imp": _kwh(r["import_kwh"]),
+            "exp": _kwh(r["export_kwh"]),
+            "throughput": _kwh(r["throughput"]),
+            "cost": _fmt(r["cost"]),
+            "total": total,
+        }
 
     for mid in _ordered_ids(g.index, owner=owner_id):
         rows.append(row(names.get(mid, mid), mid, g.loc[mid]))
@@ -1011,48 +1147,61 @@ def _anomaly_context(anomalies: pd.DataFrame, zone: zoneinfo.ZoneInfo) -> dict[s
     if anomalies.empty:
         return {"anomalies": [], "anomalies_hidden": 0}
     a = anomalies.assign(
-        _rank=anomalies["severity"].astype(str).str.lower().map(
-            {s: i for i, s in enumerate(SEVERITIES)}).fillna(len(SEVERITIES)),
+        _rank=anomalies["severity"]
+        .astype(str)
+        .str.lower()
+        .map({s: i for i, s in enumerate(SEVERITIES)})
+        .fillna(len(SEVERITIES)),
         _start=pd.to_datetime(anomalies["ts_start"], utc=True),
     ).sort_values(["_rank", "_start", "rule", "subject_id"], kind="stable", na_position="last")
     top = a.head(TOP_ANOMALIES)
     rows = []
     for _, r in top.iterrows():
         sev = _text(r["severity"]).lower()
-        rows.append({
-            "severity": _text(r["severity"]),
-            "severity_class": sev if sev in SEVERITIES else "low",
-            "rule": _text(r["rule"]),
-            "subject": _text(r["subject_id"]),
-            "when": _local_when(r["ts_start"], r["ts_end"], zone),
-            "message": _text(r["message"]),
-        })
+        rows.append(
+            {
+                "severity": _text(r["severity"]),
+                "severity_class": sev if sev in SEVERITIES else "low",
+                "rule": _text(r["rule"]),
+                "subject": _text(r["subject_id"]),
+                "when": _local_when(r["ts_start"], r["ts_end"], zone),
+                "message": _text(r["message"]),
+            }
+        )
     return {"anomalies": rows, "anomalies_hidden": max(0, len(a) - TOP_ANOMALIES)}
 
 
-def _allocation_tables(allocations: pd.DataFrame, settlement_rule: str,
-                       names: Mapping[str, str], owner_id: str) -> list[dict[str, Any]]:
+def _allocation_tables(
+    allocations: pd.DataFrame, settlement_rule: str, names: Mapping[str, str], owner_id: str
+) -> list[dict[str, Any]]:
     if allocations.empty:
         return []
     tables = []
     rule_col = allocations["rule"].astype(str)
     for rule in _ordered_rules(rule_col, settlement_rule):
-        sub = allocations[rule_col == rule].assign(
-            member_id=lambda d: d["member_id"].astype(str))
+        sub = allocations[rule_col == rule].assign(member_id=lambda d: d["member_id"].astype(str))
         rows = []
         total = Decimal("0.00")
         for mid in _ordered_ids(sub["member_id"], owner=owner_id):
             r = sub[sub["member_id"] == mid]
             amount = _decimal_sum(r["amount"])
             total += amount
-            rows.append({"label": names.get(mid, mid), "member_id": mid,
-                         "shared": _kwh(r["shared_kwh"].sum()), "amount": _money(amount)})
-        tables.append({
-            "rule": rule,
-            "label": RULE_LABELS.get(rule, rule),
-            "settles": rule == settlement_rule,
-            "rows": rows,
-            "total_shared": _kwh(sub["shared_kwh"].sum()),
-            "total_amount": _money(total),
-        })
+            rows.append(
+                {
+                    "label": names.get(mid, mid),
+                    "member_id": mid,
+                    "shared": _kwh(r["shared_kwh"].sum()),
+                    "amount": _money(amount),
+                }
+            )
+        tables.append(
+            {
+                "rule": rule,
+                "label": RULE_LABELS.get(rule, rule),
+                "settles": rule == settlement_rule,
+                "rows": rows,
+                "total_shared": _kwh(sub["shared_kwh"].sum()),
+                "total_amount": _money(total),
+            }
+        )
     return tables

@@ -58,7 +58,9 @@ def pit_scores(y: np.ndarray, q: np.ndarray) -> np.ndarray:
     """
     lo, mid, hi = q[:, 0], q[:, 1], q[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.where(y < mid, 0.5 - 0.4 * (mid - y) / (mid - lo), 0.5 + 0.4 * (y - mid) / (hi - mid))
+        u = np.where(
+            y < mid, 0.5 - 0.4 * (mid - y) / (mid - lo), 0.5 + 0.4 * (y - mid) / (hi - mid)
+        )
     u = np.where(np.isfinite(u), u, 0.5)
     return norm.ppf(np.clip(u, 0.005, 0.995))
 
@@ -86,12 +88,15 @@ def estimate_dependence(backtest: pd.DataFrame) -> Dependence:
         common = float(np.nanmean(c[~np.eye(len(c), dtype=bool)]))
     else:
         common = 1.0
-    return Dependence(rho_hours=float(np.clip(np.nan_to_num(rho, nan=0.7), 0.0, 0.99)),
-                      common=float(np.clip(np.nan_to_num(common, nan=0.5), 0.0, 1.0)))
+    return Dependence(
+        rho_hours=float(np.clip(np.nan_to_num(rho, nan=0.7), 0.0, 0.99)),
+        common=float(np.clip(np.nan_to_num(common, nan=0.5), 0.0, 1.0)),
+    )
 
 
-def _latent(rng: np.random.Generator, n: int, n_series: int, n_t: int, dep: Dependence
-            ) -> np.ndarray:
+def _latent(
+    rng: np.random.Generator, n: int, n_series: int, n_t: int, dep: Dependence
+) -> np.ndarray:
     """Correlated standard normals (n, n_series, n_t)."""
     idx = np.arange(n_t)
     cov = dep.rho_hours ** np.abs(idx[:, None] - idx[None, :])
@@ -161,15 +166,32 @@ def generate_scenarios(
         prob = len(members) / n_samples
         for target, (ids, vals) in draws.items():
             for i, uid in enumerate(ids):
-                rows.append(pd.DataFrame({"scenario": s, "probability": prob, "target": target,
-                                          "unique_id": uid, "ts": ts, "value": vals[pick, i]}))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "scenario": s,
+                            "probability": prob,
+                            "target": target,
+                            "unique_id": uid,
+                            "ts": ts,
+                            "value": vals[pick, i],
+                        }
+                    )
+                )
     out = pd.concat(rows, ignore_index=True)
     # Renumber scenarios 0..k-1 in order of probability (largest first), deterministic.
-    order = (out.groupby("scenario")["probability"].first().sort_values(ascending=False, kind="stable")
-             .index.tolist())
+    order = (
+        out.groupby("scenario")["probability"]
+        .first()
+        .sort_values(ascending=False, kind="stable")
+        .index.tolist()
+    )
     out["scenario"] = out["scenario"].map({s: i for i, s in enumerate(order)}).astype(int)
     out["probability"] = out["probability"] / out.groupby("scenario")["probability"].first().sum()
-    out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC") if pd.DatetimeIndex(
-        out["ts"]).tz is not None else pd.DatetimeIndex(out["ts"]).tz_localize("UTC")
+    out["ts"] = (
+        pd.DatetimeIndex(out["ts"]).tz_convert("UTC")
+        if pd.DatetimeIndex(out["ts"]).tz is not None
+        else pd.DatetimeIndex(out["ts"]).tz_localize("UTC")
+    )
     out.insert(0, "day", day)
     return out.sort_values(["scenario", "target", "unique_id", "ts"]).reset_index(drop=True)

@@ -13,7 +13,9 @@ import zoneinfo
 import pandas as pd
 
 
-def day_bounds_utc(day: dt.date | str, tz: str | zoneinfo.ZoneInfo) -> tuple[pd.Timestamp, pd.Timestamp]:
+def day_bounds_utc(
+    day: dt.date | str, tz: str | zoneinfo.ZoneInfo
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """UTC start (inclusive) and end (exclusive) of a local day.
 
     Parameters
@@ -40,7 +42,9 @@ def day_intervals_utc(
     return pd.date_range(start, end, freq=f"{interval_minutes}min", inclusive="left")
 
 
-def expected_intervals(day: dt.date | str, tz: str | zoneinfo.ZoneInfo, interval_minutes: int = 60) -> int:
+def expected_intervals(
+    day: dt.date | str, tz: str | zoneinfo.ZoneInfo, interval_minutes: int = 60
+) -> int:
     """Number of intervals in a local day [-]."""
     start, end = day_bounds_utc(day, tz)
     return int((end - start) / pd.Timedelta(minutes=interval_minutes))

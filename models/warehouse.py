@@ -72,9 +72,7 @@ class Warehouse:
         """Rows of one local day (partition)."""
         return self.read(table, {"day": day})
 
-    def replace(
-        self, table: str, df: pd.DataFrame, where: Mapping[str, Any] | None = None
-    ) -> int:
+    def replace(self, table: str, df: pd.DataFrame, where: Mapping[str, Any] | None = None) -> int:
         """Atomically replace the rows matching ``where`` by ``df``.
 
         Parameters
@@ -98,7 +96,9 @@ class Warehouse:
             for col, val in where.items():
                 bad = df[col] != val
                 if bad.any():
-                    raise ValueError(f"{table}: {int(bad.sum())} rows outside the slice {col}={val}")
+                    raise ValueError(
+                        f"{table}: {int(bad.sum())} rows outside the slice {col}={val}"
+                    )
         clauses, params = _where(t.column_names, where)
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
@@ -142,8 +142,11 @@ class Warehouse:
 
     def days_present(self, table: str, first: dt.date, last: dt.date) -> set[dt.date]:
         """Local days in [first, last] with at least one row in ``table``."""
-        df = self.query(f"SELECT DISTINCT day FROM {TABLES[table].name} "  # noqa: S608
-                        "WHERE day BETWEEN ? AND ?", [first, last])
+        df = self.query(
+            f"SELECT DISTINCT day FROM {TABLES[table].name} "  # noqa: S608
+            "WHERE day BETWEEN ? AND ?",
+            [first, last],
+        )
         return {pd.Timestamp(d).date() for d in df["day"]}
 
     def upsert_readings(self, df: pd.DataFrame) -> int:

@@ -18,8 +18,13 @@ import numpy as np
 import pandas as pd
 
 
-def scenario_cube(scen: pd.DataFrame, players: Sequence[str], ts: Sequence[pd.Timestamp],
-                  target: str, ids: dict[str, str] | None = None) -> np.ndarray:
+def scenario_cube(
+    scen: pd.DataFrame,
+    players: Sequence[str],
+    ts: Sequence[pd.Timestamp],
+    target: str,
+    ids: dict[str, str] | None = None,
+) -> np.ndarray:
     """(S, P, T) array of one target from the long scenarios table.
 
     Parameters
@@ -51,8 +56,9 @@ def price_matrix(scen: pd.DataFrame, ts: Sequence[pd.Timestamp]) -> np.ndarray:
     return scenario_cube(scen, ["import"], ts, "price")[:, 0, :]
 
 
-def realised_flows(load_kwh: np.ndarray, pv_kwh: np.ndarray, charge_kwh: np.ndarray,
-                   discharge_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def realised_flows(
+    load_kwh: np.ndarray, pv_kwh: np.ndarray, charge_kwh: np.ndarray, discharge_kwh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid import and export when the planned battery schedule meets the actual day.
 
     Parameters
@@ -71,16 +77,27 @@ def realised_flows(load_kwh: np.ndarray, pv_kwh: np.ndarray, charge_kwh: np.ndar
     return np.clip(net, 0, None), np.clip(-net, 0, None)
 
 
-def grid_cost(import_kwh: np.ndarray, export_kwh: np.ndarray, import_price: np.ndarray,
-              export_price: np.ndarray) -> np.ndarray:
+def grid_cost(
+    import_kwh: np.ndarray,
+    export_kwh: np.ndarray,
+    import_price: np.ndarray,
+    export_price: np.ndarray,
+) -> np.ndarray:
     """Grid cost per player [currency]: imports x price - exports x export price, over T."""
     return (import_kwh * import_price - export_kwh * export_price).sum(axis=-1)
 
 
-def follow_plan(load_kwh: np.ndarray, pv_kwh: np.ndarray, planned_net_kwh: np.ndarray,
-                forecast_net_load_kwh: np.ndarray, capacity_kwh: np.ndarray,
-                power_kwh: np.ndarray, efficiency: np.ndarray, initial_soc_kwh: np.ndarray,
-                min_soc_kwh: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def follow_plan(
+    load_kwh: np.ndarray,
+    pv_kwh: np.ndarray,
+    planned_net_kwh: np.ndarray,
+    forecast_net_load_kwh: np.ndarray,
+    capacity_kwh: np.ndarray,
+    power_kwh: np.ndarray,
+    efficiency: np.ndarray,
+    initial_soc_kwh: np.ndarray,
+    min_soc_kwh: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Real-time battery operation: follow the plan, absorb the forecast error.
 
     Each interval the battery aims at the planned net charge plus the deviation of the actual

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(help="ECM, the Energy Community Manager.", no_args_is_help=True,
-                  add_completion=False)
-ingest_app = typer.Typer(help="Validate and import files into the warehouse.",
-                         no_args_is_help=True)
+app = typer.Typer(
+    help="ECM, the Energy Community Manager.", no_args_is_help=True, add_completion=False
+)
+ingest_app = typer.Typer(help="Validate and import files into the warehouse.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 console = Console()
 REPO = Path(__file__).resolve().parents[1]
@@ -52,15 +52,18 @@ def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("daily")
-    result = job.execute_in_process(partition_key=day.isoformat(), instance=instance,
-                                    raise_on_error=False)
+    result = job.execute_in_process(
+        partition_key=day.isoformat(), instance=instance, raise_on_error=False
+    )
     errors = []
     for ev in result.all_events:
         if ev.is_step_failure and ev.step_failure_data is not None:
             data = ev.step_failure_data
-            msg = (data.user_failure_data.description if data.user_failure_data is not None
-                   and data.user_failure_data.description else
-                   (data.error.message.strip() if data.error else "failed"))
+            msg = (
+                data.user_failure_data.description
+                if data.user_failure_data is not None and data.user_failure_data.description
+                else (data.error.message.strip() if data.error else "failed")
+            )
             errors.append(f"{ev.step_key}: {msg}")
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
             ev_data = ev.event_specific_data
@@ -70,14 +73,15 @@ def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
 
 
 def _check_day(day: dt.date) -> None:
-    from models.demo import DEFAULT_CONFIG  # noqa: F401
     from assets.resources import config_path
     from models.config import load_config
+    from models.demo import DEFAULT_CONFIG  # noqa: F401
 
     c = load_config(config_path()).community
     if not c.first_day <= day <= c.last_day:
-        console.print(f"[red]{day} is outside the community's data ({c.first_day} to "
-                      f"{c.last_day})[/red]")
+        console.print(
+            f"[red]{day} is outside the community's data ({c.first_day} to {c.last_day})[/red]"
+        )
         raise typer.Exit(2)
 
 
@@ -105,8 +109,7 @@ def run(date: str = typer.Option(..., "--date", help="local day YYYY-MM-DD")) ->
 
 
 @app.command()
-def demo(date: str = typer.Option(None, "--date", help="default: the configured demo day")
-         ) -> None:
+def demo(date: str = typer.Option(None, "--date", help="default: the configured demo day")) -> None:
     """Run the whole pipeline on the bundled demo community and print where the reports are."""
     from assets.resources import config_path
     from models.config import load_config
@@ -118,9 +121,10 @@ def demo(date: str = typer.Option(None, "--date", help="default: the configured 
 
 
 @app.command()
-def backfill(start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
-             end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)")
-             ) -> None:
+def backfill(
+    start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)"),
+) -> None:
     """Materialise every day from START to END, with a progress bar."""
     d0, d1 = _parse_day(start), _parse_day(end)
     if d1 < d0:
@@ -130,8 +134,13 @@ def backfill(start: str = typer.Option(..., "--start", help="first local day YYY
     _check_day(d1)
     days = [d0 + dt.timedelta(days=i) for i in range((d1 - d0).days + 1)]
     failed = []
-    with Progress(TextColumn("[bold]backfill[/bold] {task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]backfill[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("", total=len(days))
         for day in days:
             progress.update(task, description=str(day))
@@ -157,14 +166,17 @@ def ingest_meters(path: Path) -> None:
     ecm = EcmResource()
     cfg = ecm.community()
     try:
-        df = load_meter_file(path, metering_points=metering_point_index(cfg),
-                             tz=cfg.community.timezone)
+        df = load_meter_file(
+            path, metering_points=metering_point_index(cfg), tz=cfg.community.timezone
+        )
     except MeterFileError as err:
         console.print(f"[red]refused:[/red] {err}", markup=False)
         raise typer.Exit(2) from None
     n = ecm.warehouse().upsert_readings(df)
-    console.print(f"imported {n} readings from {path} ({df['day'].nunique()} local days, "
-                  f"sha256 {df['source_sha256'].iloc[0][:12]}...)")
+    console.print(
+        f"imported {n} readings from {path} ({df['day'].nunique()} local days, "
+        f"sha256 {df['source_sha256'].iloc[0][:12]}...)"
+    )
 
 
 @ingest_app.command("master")
@@ -207,8 +219,18 @@ def status() -> None:
 def dev(port: int = typer.Option(3000, help="port of the Dagster UI")) -> None:
     """Open the Dagster UI on localhost (127.0.0.1 only)."""
     _prepare_home()
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
-           "-h", "127.0.0.1", "-p", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "pipelines.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd, cwd=REPO))
 

@@ -20,13 +20,19 @@ all_assets = dg.load_assets_from_modules([ingest, forecast, dispatch, review])
 all_checks = dg.load_asset_checks_from_modules([ingest])
 
 daily_job = dg.define_asset_job(
-    "daily", selection=dg.AssetSelection.all(), partitions_def=daily_partitions,
+    "daily",
+    selection=dg.AssetSelection.all(),
+    partitions_def=daily_partitions,
     description="Everything for one local day: ingest, forecast, scenarios, plan, allocate, "
-                "flag, report.")
+    "flag, report.",
+)
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
-    daily_job, hour_of_day=6, minute_of_hour=0,
-    description="Materialises the latest complete local day every morning.")
+    daily_job,
+    hour_of_day=6,
+    minute_of_hour=0,
+    description="Materialises the latest complete local day every morning.",
+)
 
 
 def _weather_source() -> dg.ConfigurableResource:

@@ -23,8 +23,11 @@ def data(demo_config):
     end = day_bounds_utc(DAY + dt.timedelta(days=1), TZ)[1]
     rows = demo.meter_rows(demo_config, start, end)
     mp = {m.metering_point("consumption"): m.id for m in demo_config.members[:4]}
-    load = rows[rows.metering_point_id.isin(mp)].assign(
-        unique_id=lambda d: d.metering_point_id.map(mp)).rename(columns={"kwh": "y"})
+    load = (
+        rows[rows.metering_point_id.isin(mp)]
+        .assign(unique_id=lambda d: d.metering_point_id.map(mp))
+        .rename(columns={"kwh": "y"})
+    )
     return load[["unique_id", "ts", "y"]].reset_index(drop=True), demo.weather_rows(start, end)
 
 
@@ -56,8 +59,9 @@ def test_lag_features_never_reach_past_the_issue_time(data):
     load, weather = data
     d = dt.date(2016, 11, 6)  # 25 hours: the 24 h lag of the last hour is the day itself
     start = day_bounds_utc(d - dt.timedelta(days=10), TZ)[0]
-    hist = pd.DataFrame({"unique_id": "a", "ts": pd.date_range(start, periods=24 * 12, freq="h"),
-                         "y": 1.0})
+    hist = pd.DataFrame(
+        {"unique_id": "a", "ts": pd.date_range(start, periods=24 * 12, freq="h"), "y": 1.0}
+    )
     hist.loc[hist.ts >= issue_time(d, TZ), "y"] = np.nan
     f = build_features(hist, [d], target="price", tz=TZ)
     assert len(f) == 25 and f.lag_1d.notna().all()

@@ -42,19 +42,36 @@ def test_byte_order_mark_accepted(tmp_path, mps):
 @pytest.mark.parametrize(
     ("text", "row", "field", "words"),
     [
-        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1,25\n", 2, None, "expected 3 fields"),
-        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,\"1,25\"\n", 2, "kwh",
-         "decimal comma"),
+        (
+            "metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1,25\n",
+            2,
+            None,
+            "expected 3 fields",
+        ),
+        (
+            'metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,"1,25"\n',
+            2,
+            "kwh",
+            "decimal comma",
+        ),
         ("metering_point_id;ts;kwh\nMP-01-C;2017-06-14T07:00:00Z;1.2\n", 1, None, "delimiter"),
         ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,abc\n", 2, "kwh", "not a number"),
-        ("metering_point_id,ts,kwh\nMP-99-C,2017-06-14T07:00:00Z,1\n", 2, "metering_point_id",
-         "unknown metering point"),
+        (
+            "metering_point_id,ts,kwh\nMP-99-C,2017-06-14T07:00:00Z,1\n",
+            2,
+            "metering_point_id",
+            "unknown metering point",
+        ),
         ("metering_point_id,ts,kwh\nMP-01-C,2016-11-06 01:00:00,1\n", 2, "ts", "no UTC offset"),
         ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:30:00Z,1\n", 2, "ts", "aligned"),
         ("metering_point_id,ts,kwh\nMP-01-C,2015-06-14T07:00:00Z,1\n", 2, "ts", "membership"),
         ("metering_point_id,ts\nMP-01-C,2017-06-14T07:00:00Z\n", 1, None, "missing column"),
-        ("metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1\nMP-01-C,2017-06-14T07:00:00Z,2\n",
-         3, "kwh", "different values"),
+        (
+            "metering_point_id,ts,kwh\nMP-01-C,2017-06-14T07:00:00Z,1\nMP-01-C,2017-06-14T07:00:00Z,2\n",
+            3,
+            "kwh",
+            "different values",
+        ),
     ],
 )
 def test_bad_files_raise_typed_errors_naming_file_row_field(tmp_path, mps, text, row, field, words):
@@ -75,15 +92,18 @@ def test_identical_duplicate_is_a_noop(tmp_path, mps):
 
 
 def test_explicit_offsets_resolve_the_autumn_change(tmp_path, mps):
-    text = ("metering_point_id,ts,kwh\nMP-01-C,2016-11-06T01:00:00-07:00,1\n"
-            "MP-01-C,2016-11-06T01:00:00-08:00,2\n")
+    text = (
+        "metering_point_id,ts,kwh\nMP-01-C,2016-11-06T01:00:00-07:00,1\n"
+        "MP-01-C,2016-11-06T01:00:00-08:00,2\n"
+    )
     df = load_meter_file(write(tmp_path, text), metering_points=mps, tz="America/Los_Angeles")
     assert len(df) == 2 and df.ts.diff().iloc[1] == pd.Timedelta(hours=1)
 
 
 def test_excel_and_parquet_go_through_the_same_path(tmp_path, mps):
-    raw = pd.DataFrame({"metering_point_id": ["MP-01-C"], "ts": ["2017-06-14T07:00:00Z"],
-                        "kwh": [1.5]})
+    raw = pd.DataFrame(
+        {"metering_point_id": ["MP-01-C"], "ts": ["2017-06-14T07:00:00Z"], "kwh": [1.5]}
+    )
     raw.to_excel(tmp_path / "m.xlsx", index=False)
     raw.to_parquet(tmp_path / "m.parquet")
     for name in ("m.xlsx", "m.parquet"):

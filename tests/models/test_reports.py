@@ -36,8 +36,12 @@ MEMBERS = ("M01", "M02")
 
 def _members() -> pd.DataFrame:
     return pd.DataFrame(
-        {"member_id": ["M01", "M02"], "name": ["Household 1", EVIL],
-         "kind": ["household", "business"], "pv_kwp": [4.0, 5.0]}
+        {
+            "member_id": ["M01", "M02"],
+            "name": ["Household 1", EVIL],
+            "kind": ["household", "business"],
+            "pv_kwp": [4.0, 5.0],
+        }
     )
 
 
@@ -45,12 +49,27 @@ def _forecasts(day: dt.date) -> pd.DataFrame:
     ts = day_intervals_utc(day, TZ)
     hours = np.arange(len(ts))
     rows = []
-    for uid, target, base in (("M01", "load", 1.0), ("M02", "load", 1.5),
-                              ("M01", "pv", 0.8), ("CPV", "pv", 3.0), ("import", "price", 0.2)):
+    for uid, target, base in (
+        ("M01", "load", 1.0),
+        ("M02", "load", 1.5),
+        ("M01", "pv", 0.8),
+        ("CPV", "pv", 3.0),
+        ("import", "price", 0.2),
+    ):
         point = base * (1 + 0.5 * np.sin(hours / 4))
         for t, p in zip(ts, point, strict=True):
-            rows.append({"target": target, "unique_id": uid, "model": "lgbm", "ts": t,
-                         "point": p, "q10": 0.8 * p, "q50": p, "q90": 1.2 * p})
+            rows.append(
+                {
+                    "target": target,
+                    "unique_id": uid,
+                    "model": "lgbm",
+                    "ts": t,
+                    "point": p,
+                    "q10": 0.8 * p,
+                    "q50": p,
+                    "q90": 1.2 * p,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,37 +79,56 @@ def _plan(day: dt.date, kind: str = "optimal") -> pd.DataFrame:
     for scenario, prob in (("expected", 1.0), ("s0", 0.5), ("s1", 0.5)):
         for mid, scale in (("M01", 1.0), ("M02", 1.5), (OWNER, 0.0)):
             for i, t in enumerate(ts):
-                rows.append({
-                    "member_id": mid, "ts": t, "scenario": scenario, "probability": prob,
-                    "load_kwh": scale, "pv_kwh": 0.5 if mid != OWNER else 3.0,
-                    "charge_kwh": 0.2 if i % 2 else 0.0, "discharge_kwh": 0.0 if i % 2 else 0.2,
-                    "soc_kwh": 2.0 + 0.1 * (i % 2),
-                    "import_kwh": 0.5 * scale, "export_kwh": 1.0 if mid == OWNER else 0.0,
-                    "import_price": 0.2, "export_price": 0.05,
-                    "community_shared_kwh": 1.0, "plan_kind": kind,
-                })
+                rows.append(
+                    {
+                        "member_id": mid,
+                        "ts": t,
+                        "scenario": scenario,
+                        "probability": prob,
+                        "load_kwh": scale,
+                        "pv_kwh": 0.5 if mid != OWNER else 3.0,
+                        "charge_kwh": 0.2 if i % 2 else 0.0,
+                        "discharge_kwh": 0.0 if i % 2 else 0.2,
+                        "soc_kwh": 2.0 + 0.1 * (i % 2),
+                        "import_kwh": 0.5 * scale,
+                        "export_kwh": 1.0 if mid == OWNER else 0.0,
+                        "import_price": 0.2,
+                        "export_price": 0.05,
+                        "community_shared_kwh": 1.0,
+                        "plan_kind": kind,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _summary() -> dict[str, float]:
-    return {"expected_cost": 12.5, "expected_incentive": 2.75, "expected_net_cost": 9.75,
-            "no_battery_cost": 14.0, "no_battery_incentive": 2.5, "no_battery_net_cost": 11.5,
-            "expected_savings": 1.75, "expected_shared_kwh": 25.0}
+    return {
+        "expected_cost": 12.5,
+        "expected_incentive": 2.75,
+        "expected_net_cost": 9.75,
+        "no_battery_cost": 14.0,
+        "no_battery_incentive": 2.5,
+        "no_battery_net_cost": 11.5,
+        "expected_savings": 1.75,
+        "expected_shared_kwh": 25.0,
+    }
 
 
 def _anomalies(day: dt.date, n: int = 3) -> pd.DataFrame:
     ts = day_intervals_utc(day, TZ)
     sev = ["low", "high", "medium"]
-    return pd.DataFrame({
-        "day": [day] * n,
-        "rule": ["spike"] * n,
-        "severity": [sev[i % 3] for i in range(n)],
-        "subject_id": [f"MP-0{i}-C" for i in range(n)],
-        "ts_start": [ts[1 + i % 20] for i in range(n)],
-        "ts_end": [ts[2 + i % 20] for i in range(n)],
-        "message": [f"reading <b>{i}</b> is 10x the median" for i in range(n)],
-        "evidence": ["{}"] * n,
-    })
+    return pd.DataFrame(
+        {
+            "day": [day] * n,
+            "rule": ["spike"] * n,
+            "severity": [sev[i % 3] for i in range(n)],
+            "subject_id": [f"MP-0{i}-C" for i in range(n)],
+            "ts_start": [ts[1 + i % 20] for i in range(n)],
+            "ts_end": [ts[2 + i % 20] for i in range(n)],
+            "message": [f"reading <b>{i}</b> is 10x the median" for i in range(n)],
+            "evidence": ["{}"] * n,
+        }
+    )
 
 
 AMOUNTS = {
@@ -103,37 +141,67 @@ def _allocations(day: dt.date, rule: str = "shapley") -> pd.DataFrame:
     rows = []
     for r, amounts in AMOUNTS.items():
         for mid, amount in amounts.items():
-            rows.append({
-                "day": day, "member_id": mid, "rule": r, "shared_kwh": 3.25,
-                "amount": Decimal(amount), "currency": "USD", "consumption_kwh": 20.0,
-                "import_kwh": 12.0, "export_kwh": 1.5, "standalone_cost": 4.0,
-                "community_cost": 3.5, "is_settlement": r == rule,
-                "explanation": f"{mid} gets {amount} because <i>reasons</i> under {r}",
-            })
+            rows.append(
+                {
+                    "day": day,
+                    "member_id": mid,
+                    "rule": r,
+                    "shared_kwh": 3.25,
+                    "amount": Decimal(amount),
+                    "currency": "USD",
+                    "consumption_kwh": 20.0,
+                    "import_kwh": 12.0,
+                    "export_kwh": 1.5,
+                    "standalone_cost": 4.0,
+                    "community_cost": 3.5,
+                    "is_settlement": r == rule,
+                    "explanation": f"{mid} gets {amount} because <i>reasons</i> under {r}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _render_plan(tmp_path: Path, day: dt.date = DST_DAY, kind: str = "optimal",
-                 solve_info: dict[str, object] | None = None, **kw: object) -> Path:
+def _render_plan(
+    tmp_path: Path,
+    day: dt.date = DST_DAY,
+    kind: str = "optimal",
+    solve_info: dict[str, object] | None = None,
+    **kw: object,
+) -> Path:
     args: dict[str, object] = {
-        "community_name": "Sierra <Crest>", "currency": "USD", "tz": TZ,
-        "forecasts": _forecasts(day), "plan": _plan(day, kind), "summary": _summary(),
-        "anomalies": _anomalies(day), "allocations": _allocations(day),
+        "community_name": "Sierra <Crest>",
+        "currency": "USD",
+        "tz": TZ,
+        "forecasts": _forecasts(day),
+        "plan": _plan(day, kind),
+        "summary": _summary(),
+        "anomalies": _anomalies(day),
+        "allocations": _allocations(day),
         "settlement_rule": "shapley",
-        "solve_info": solve_info if solve_info is not None
-        else {"termination": "optimal", "solver": "highs", "build_seconds": 0.42,
-              "solve_seconds": 1.5, "iterations": 1234},
+        "solve_info": solve_info
+        if solve_info is not None
+        else {
+            "termination": "optimal",
+            "solver": "highs",
+            "build_seconds": 0.42,
+            "solve_seconds": 1.5,
+            "iterations": 1234,
+        },
         "members": _members(),
     }
     args.update(kw)
     return render_plan_report(day, tmp_path, **args)  # type: ignore[arg-type]
 
 
-def _render_statements(tmp_path: Path, day: dt.date = DST_DAY, rule: str = "shapley"
-                       ) -> list[Path]:
+def _render_statements(tmp_path: Path, day: dt.date = DST_DAY, rule: str = "shapley") -> list[Path]:
     return render_member_statements(
-        day, tmp_path, community_name="Sierra <Crest>", currency="USD",
-        allocations=_allocations(day, rule), members=_members(), settlement_rule=rule,
+        day,
+        tmp_path,
+        community_name="Sierra <Crest>",
+        currency="USD",
+        allocations=_allocations(day, rule),
+        members=_members(),
+        settlement_rule=rule,
         incentive_per_kwh=0.11,
     )
 
@@ -188,7 +256,8 @@ def test_fallback_banner_only_for_fallback_plans(tmp_path: Path) -> None:
     assert "fallback-banner" not in optimal
     assert "rule-based fallback plan" not in optimal
     fallback = _render_plan(
-        tmp_path / "b", kind="fallback",
+        tmp_path / "b",
+        kind="fallback",
         solve_info={"termination": "infeasible", "reason": "solver <highs> reported infeasible"},
     ).read_text(encoding="utf-8")
     assert "fallback-banner" in fallback
@@ -235,8 +304,7 @@ def test_plan_report_allocation_totals_are_decimal_sums(tmp_path: Path) -> None:
         assert m is not None
         expected = sum((Decimal(a) for a in amounts.values()), Decimal("0"))
         assert Decimal(m.group(1).replace(",", "")) == expected
-        table = re.search(rf'<table class="allocation" id="alloc-{rule}">(.*?)</table>',
-                          text, re.S)
+        table = re.search(rf'<table class="allocation" id="alloc-{rule}">(.*?)</table>', text, re.S)
         assert table is not None
         shown = re.findall(r'<td class="num">(-?[\d,]+\.\d\d)</td>\s*</tr>', table.group(1))
         assert sum(Decimal(s.replace(",", "")) for s in shown) == expected
@@ -275,14 +343,19 @@ def test_key_figures_match_summary() -> None:
     assert kf["settlement_total"] == float(Decimal("1234.57") + Decimal("0.01") - Decimal("0.05"))
     assert kf["settlement_shared_kwh"] == pytest.approx(3 * 3.25)
     assert kf["members_allocated"] == 3
-    assert (kf["anomalies"], kf["anomalies_high"], kf["anomalies_medium"],
-            kf["anomalies_low"]) == (5, 2, 1, 2)
+    assert (kf["anomalies"], kf["anomalies_high"], kf["anomalies_medium"], kf["anomalies_low"]) == (
+        5,
+        2,
+        1,
+        2,
+    )
     assert all(isinstance(v, float | int | str) for v in kf.values())
 
 
 def test_key_figures_empty_inputs_and_missing_keys() -> None:
-    kf = key_figures(_summary(), _allocations(DST_DAY).iloc[0:0], _anomalies(DST_DAY).iloc[0:0],
-                     "shapley")
+    kf = key_figures(
+        _summary(), _allocations(DST_DAY).iloc[0:0], _anomalies(DST_DAY).iloc[0:0], "shapley"
+    )
     assert kf["settlement_total"] == 0.0 and kf["anomalies"] == 0 and kf["anomalies_high"] == 0
     summary = _summary()
     del summary["expected_savings"]
@@ -341,7 +414,8 @@ def test_statement_index_total_is_decimal_sum(tmp_path: Path) -> None:
     m = re.search(r'id="statements-total">([^<]*)<', index)
     assert m is not None
     assert Decimal(m.group(1).replace(",", "")) == sum(
-        (Decimal(a) for a in AMOUNTS["shapley"].values()), Decimal("0"))
+        (Decimal(a) for a in AMOUNTS["shapley"].values()), Decimal("0")
+    )
     assert 'href="M02.html"' in index and html.escape(EVIL) in index and EVIL not in index
 
 
@@ -349,11 +423,25 @@ def test_statements_reject_unsafe_ids_and_unknown_rule(tmp_path: Path) -> None:
     alloc = _allocations(DST_DAY)
     alloc.loc[alloc["member_id"] == "M01", "member_id"] = "../evil"
     with pytest.raises(ValueError, match="file name"):
-        render_member_statements(DST_DAY, tmp_path, community_name="c", currency="USD",
-                                 allocations=alloc, members=_members(),
-                                 settlement_rule="shapley", incentive_per_kwh=0.1)
+        render_member_statements(
+            DST_DAY,
+            tmp_path,
+            community_name="c",
+            currency="USD",
+            allocations=alloc,
+            members=_members(),
+            settlement_rule="shapley",
+            incentive_per_kwh=0.1,
+        )
     with pytest.raises(ValueError, match="settlement rule"):
-        render_member_statements(DST_DAY, tmp_path, community_name="c", currency="USD",
-                                 allocations=_allocations(DST_DAY), members=_members(),
-                                 settlement_rule="nucleolus", incentive_per_kwh=0.1)
+        render_member_statements(
+            DST_DAY,
+            tmp_path,
+            community_name="c",
+            currency="USD",
+            allocations=_allocations(DST_DAY),
+            members=_members(),
+            settlement_rule="nucleolus",
+            incentive_per_kwh=0.1,
+        )
     assert not (tmp_path / "../evil.html").exists()

@@ -20,8 +20,18 @@ def forecasts(n_t=24):
     for target, ids in (("load", ["M01", "M02"]), ("pv", ["M01", "CPV"]), ("price", ["import"])):
         for uid in ids:
             mid = np.linspace(0.5, 2.0, n_t)
-            rows.append(pd.DataFrame({"target": target, "unique_id": uid, "ts": ts,
-                                      "q10": mid * 0.5, "q50": mid, "q90": mid * 1.6}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "target": target,
+                        "unique_id": uid,
+                        "ts": ts,
+                        "q10": mid * 0.5,
+                        "q50": mid,
+                        "q90": mid * 1.6,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 

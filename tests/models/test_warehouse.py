@@ -15,10 +15,19 @@ DAY = dt.date(2017, 6, 14)
 
 
 def prices(day=DAY, value=0.2, n=24):
-    ts = pd.date_range(pd.Timestamp(day).tz_localize("UTC") + pd.Timedelta(hours=7), periods=n,
-                       freq="h")
-    return pd.DataFrame({"ts": ts, "price_type": "import", "price_per_kwh": value,
-                         "currency": "USD", "source": "t", "day": day})
+    ts = pd.date_range(
+        pd.Timestamp(day).tz_localize("UTC") + pd.Timedelta(hours=7), periods=n, freq="h"
+    )
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "price_type": "import",
+            "price_per_kwh": value,
+            "currency": "USD",
+            "source": "t",
+            "day": day,
+        }
+    )
 
 
 @pytest.fixture()
@@ -80,8 +89,16 @@ def test_parallel_writers_are_serialised(wh):
 
 
 def test_hostile_ids_are_stored_as_data(wh):
-    df = pd.DataFrame({"member_id": ["x'; drop table members; --"], "name": ["n"],
-                       "kind": ["household"], "joined": [DAY], "left_on": [None],
-                       "pv_kwp": [0.0], "source_building": [None]})
+    df = pd.DataFrame(
+        {
+            "member_id": ["x'; drop table members; --"],
+            "name": ["n"],
+            "kind": ["household"],
+            "joined": [DAY],
+            "left_on": [None],
+            "pv_kwp": [0.0],
+            "source_building": [None],
+        }
+    )
     wh.replace("members", df)
     assert wh.read("members", {"member_id": "x'; drop table members; --"}).shape[0] == 1

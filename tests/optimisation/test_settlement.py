@@ -13,8 +13,12 @@ E = st.floats(0, 5, allow_nan=False)
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(float, (3, 6), elements=E), arrays(float, (3, 6), elements=E),
-       arrays(float, (3, 6), elements=st.floats(-3, 3)), arrays(float, (3, 6), elements=E))
+@given(
+    arrays(float, (3, 6), elements=E),
+    arrays(float, (3, 6), elements=E),
+    arrays(float, (3, 6), elements=st.floats(-3, 3)),
+    arrays(float, (3, 6), elements=E),
+)
 def test_follow_plan_respects_power_and_soc_and_balances(load, pv, plan, fc):
     cap = np.array([6.4, 0.0, 20.0])
     power = np.array([5.0, 0.0, 4.0])

@@ -26,8 +26,10 @@ def test_help_lists_commands():
 
 def test_ingest_good_then_malformed_file(home, tmp_path):
     good = tmp_path / "good.csv"
-    good.write_text("metering_point_id,ts,kwh\n" + "".join(
-        f"MP-01-C,2017-06-14T{h:02d}:00:00Z,{h / 10}\n" for h in range(7, 24)))
+    good.write_text(
+        "metering_point_id,ts,kwh\n"
+        + "".join(f"MP-01-C,2017-06-14T{h:02d}:00:00Z,{h / 10}\n" for h in range(7, 24))
+    )
     r = runner.invoke(app, ["ingest", "meters", str(good)])
     assert r.exit_code == 0, r.output
     wh = Warehouse(home / "warehouse.duckdb")
@@ -37,8 +39,10 @@ def test_ingest_good_then_malformed_file(home, tmp_path):
     assert runner.invoke(app, ["ingest", "meters", str(good)]).exit_code == 0
     assert wh.row_counts() == before
     bad = tmp_path / "bad.csv"
-    bad.write_text("metering_point_id,ts,kwh\nMP-01-C,2017-06-15T07:00:00Z,0.4\n"
-                   "MP-01-C,2017-06-15T08:00:00Z,oops\n")
+    bad.write_text(
+        "metering_point_id,ts,kwh\nMP-01-C,2017-06-15T07:00:00Z,0.4\n"
+        "MP-01-C,2017-06-15T08:00:00Z,oops\n"
+    )
     r = runner.invoke(app, ["ingest", "meters", str(bad)])
     assert r.exit_code == 2
     assert "bad.csv" in r.output and "row 3" in r.output and "kwh" in r.output

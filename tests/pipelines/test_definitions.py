@@ -4,8 +4,18 @@ import dagster as dg
 
 from pipelines.definitions import defs
 
-EXPECTED_ASSETS = {"master_data", "meter_readings", "weather", "prices", "forecasts", "scenarios",
-                   "dispatch_plan", "allocations", "anomalies", "reports"}
+EXPECTED_ASSETS = {
+    "master_data",
+    "meter_readings",
+    "weather",
+    "prices",
+    "forecasts",
+    "scenarios",
+    "dispatch_plan",
+    "allocations",
+    "anomalies",
+    "reports",
+}
 
 
 def test_definitions_load_with_all_assets_checks_job_and_schedule():
@@ -13,8 +23,12 @@ def test_definitions_load_with_all_assets_checks_job_and_schedule():
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == EXPECTED_ASSETS
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert {"meter_readings_complete", "meter_readings_unique_and_plausible",
-            "prices_complete_and_in_unit", "weather_forecast_available"} <= checks
+    assert {
+        "meter_readings_complete",
+        "meter_readings_unique_and_plausible",
+        "prices_complete_and_in_unit",
+        "weather_forecast_available",
+    } <= checks
     job = defs.resolve_job_def("daily")
     assert job.partitions_def is not None
     assert defs.resolve_schedule_def("daily_schedule").cron_schedule == "0 6 * * *"

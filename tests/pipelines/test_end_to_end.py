@@ -73,7 +73,9 @@ def test_allocations_two_rules_whole_cents_same_total(wh):
     assert totals.nunique() == 1
     assert a.explanation.str.len().gt(20).all()
     assert a.groupby("rule").is_settlement.first().to_dict() == {
-        "pro_rata_consumption": False, "shapley": True}
+        "pro_rata_consumption": False,
+        "shapley": True,
+    }
 
 
 def test_forecasts_have_bands_models_and_champion(wh):
