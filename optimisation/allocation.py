@@ -436,7 +436,7 @@ def shapley_fractions(values: np.ndarray, n: int) -> list[Fraction]:
         d, s = _marginals_by_size(v, sizes, n, i)
         # float64 bin sums are exact: |hi| < 2^34 and |lo| < 2^26 over ≤ 2^19 terms.
         hi = np.bincount(s, weights=(d >> _SPLIT_BITS).astype(float), minlength=n)
-        lo = np.bincount(s, weights=(d & (mask >> 1)).astype(float), minlength=n)
+        lo = np.bincount(s, weights=(d & mask).astype(float), minlength=n)
         total = sum(((int(hi[k]) << _SPLIT_BITS) + int(lo[k])) * factors[k] for k in range(n))
         phi.append(Fraction(total, common))
     return phi

@@ -1,0 +1,88 @@
+"""Benchmarks that print a table: dispatch LP size and time, exact Shapley, forecasting.
+
+Run with ``make bench``. Figures depend on the machine; the table states what was measured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from models import demo
+from models.config import load_config
+from models.forecasting import forecast_community
+from models.timeutil import day_bounds_utc
+from optimisation.allocation import coalition_values, shapley_exact
+from optimisation.dispatch import BatterySpec, DispatchInputs, build_model, solve
+
+
+def dispatch_case(n_players: int, n_scen: int, n_t: int = 24, seed: int = 0) -> DispatchInputs:
+    rng = np.random.default_rng(seed)
+    hours = np.arange(n_t)
+    sun = np.clip(np.sin((hours - 6) / 12 * np.pi), 0, None)
+    load = rng.gamma(2.0, 0.5, (n_scen, n_players, n_t))
+    pv = sun[None, None, :] * rng.uniform(2, 4, (n_scen, n_players, 1))
+    price = np.where((hours >= 16) & (hours < 21), 0.54, 0.22)[None, :].repeat(n_scen, 0)
+    bats = {f"P{i}": BatterySpec(6.4, 5.0, 0.9) for i in range(n_players)}
+    return DispatchInputs(
+        ts=tuple(pd.date_range("2017-06-14 07:00", periods=n_t, freq="h", tz="UTC")),
+        interval_hours=1.0, players=tuple(bats), batteries=bats, load_kwh=load, pv_kwh=pv,
+        import_price=price, export_price=np.full((n_scen, n_t), 0.05),
+        probabilities=np.full(n_scen, 1 / n_scen), incentive_per_kwh=0.10)
+
+
+def main() -> None:
+    console = Console()
+    t = Table(title="ECM benchmarks (this machine)")
+    for c in ("stage", "size", "build [s]", "solve/compute [s]", "detail"):
+        t.add_column(c)
+    for n_p, n_s in ((18, 8), (100, 8), (1000, 8)):
+        inp = dispatch_case(n_p, n_s)
+        t0 = time.perf_counter()
+        m = build_model(inp)
+        t1 = time.perf_counter()
+        rep = solve(m, time_limit_s=600)
+        t2 = time.perf_counter()
+        t.add_row("dispatch LP", f"{n_p} players x {n_s} scen x 24 h", f"{t1 - t0:.2f}",
+                  f"{t2 - t1:.2f}", f"{rep.n_variables} vars, {rep.termination_condition}")
+    rng = np.random.default_rng(1)
+    for n in (12, 16, 18):
+        imp, exp = rng.gamma(1, 1, (n, 24)), rng.gamma(1, 1, (n, 24)) * (rng.random((n, 1)) > .5)
+        t0 = time.perf_counter()
+        v = coalition_values(imp, exp)
+        phi = shapley_exact(v, n)
+        t.add_row("exact Shapley", f"{n} players ({2 ** n:,} coalitions)", "-",
+                  f"{time.perf_counter() - t0:.2f}", f"sum {phi.sum():.3f} = v(N) {v[-1]:.3f}")
+    cfg = load_config(demo.DEFAULT_CONFIG)
+    day = cfg.community.demo_day
+    start = day_bounds_utc(day - dt.timedelta(days=75), cfg.community.timezone)[0]
+    end = day_bounds_utc(day, cfg.community.timezone)[0]
+    rows = demo.meter_rows(cfg, start, end)
+    smap = {m.metering_point("consumption"): ("load", m.id) for m in cfg.members}
+    smap.update({m.metering_point("production"): ("pv", m.id) for m in cfg.members})
+    smap[cfg.shared_assets.pv.metering_point] = ("pv", cfg.shared_assets.pv.id)
+    act = rows.assign(target=rows.metering_point_id.map(lambda x: smap[x][0]),
+                      unique_id=rows.metering_point_id.map(lambda x: smap[x][1]),
+                      y=rows.kwh)[["target", "unique_id", "ts", "y"]]
+    p = demo.import_price_rows(cfg.resolve(cfg.tariffs.import_price_source), start, end)
+    act = pd.concat([act, p.rename(columns={"price": "y"}).assign(target="price",
+                                                                  unique_id="import")])
+    t0 = time.perf_counter()
+    res = forecast_community(act, demo.weather_rows(start, end + pd.Timedelta(days=1)), day, cfg)
+    secs = time.perf_counter() - t0
+    for target, r in res.items():
+        m = r.metrics
+        t.add_row(f"forecast {target}", f"{r.forecasts.unique_id.nunique()} series",
+                  "-", f"{secs / 3:.2f} (avg)",
+                  f"pinball skill vs naive {m['lightgbm']['pinball_skill']:+.1%}, "
+                  f"coverage80 {m[r.champion]['coverage_80']:.0%}, champion {r.champion}")
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()
