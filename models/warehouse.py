@@ -100,19 +100,7 @@ class Warehouse:
                         f"{table}: {int(bad.sum())} rows outside the slice {col}={val}"
                     )
         clauses, params = _where(t.column_names, where)
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"DELETE FROM {t.name}{clauses}", params)  # noqa: S608
-                con.register("_ecm_new_rows", df)
-                cols = ", ".join(f'"{c}"' for c in t.column_names)
-                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
-                con.unregister("_ecm_new_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return len(df)
+        return self._swap(table, df, f"DELETE FROM {t.name}{clauses}", params)  # noqa: S608
 
     def replace_days(self, table: str, df: pd.DataFrame, days: Sequence[dt.date]) -> int:
         """Atomically replace whole local days of a day-partitioned table by ``df``.
@@ -125,20 +113,8 @@ class Warehouse:
         outside = ~df["day"].isin(days)
         if outside.any():
             raise ValueError(f"{table}: {int(outside.sum())} rows outside the days written")
-        cols = ", ".join(f'"{c}"' for c in t.column_names)
         marks = ", ".join("?" for _ in days)
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"DELETE FROM {t.name} WHERE day IN ({marks})", days)  # noqa: S608
-                con.register("_ecm_new_rows", df)
-                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
-                con.unregister("_ecm_new_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return len(df)
+        return self._swap(table, df, f"DELETE FROM {t.name} WHERE day IN ({marks})", days)  # noqa: S608
 
     def days_present(self, table: str, first: dt.date, last: dt.date) -> set[dt.date]:
         """Local days in [first, last] with at least one row in ``table``."""
@@ -151,19 +127,27 @@ class Warehouse:
 
     def upsert_readings(self, df: pd.DataFrame) -> int:
         """Insert or replace meter readings by (metering point, interval), atomically."""
-        t = TABLES["meter_readings"]
         df = conform("meter_readings", df)
+        return self._swap(
+            "meter_readings",
+            df,
+            "DELETE FROM meter_readings USING _ecm_new_rows n "
+            "WHERE meter_readings.metering_point_id = n.metering_point_id "
+            "AND meter_readings.ts = n.ts",
+            [],
+        )
+
+    def _swap(self, table: str, df: pd.DataFrame, delete_sql: str, params: Sequence[Any]) -> int:
+        """In one transaction: run ``delete_sql`` (may refer to the new rows as
+        ``_ecm_new_rows``), insert ``df``, commit; roll back on any error."""
+        t = TABLES[table]
         cols = ", ".join(f'"{c}"' for c in t.column_names)
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.register("_ecm_new_rows", df)
-                con.execute(
-                    "DELETE FROM meter_readings USING _ecm_new_rows n "
-                    "WHERE meter_readings.metering_point_id = n.metering_point_id "
-                    "AND meter_readings.ts = n.ts"
-                )
-                con.execute(f"INSERT INTO meter_readings ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+                con.execute(delete_sql, list(params))
+                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
                 con.unregister("_ecm_new_rows")
                 con.execute("COMMIT")
             except BaseException:
