@@ -7,12 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+# Partitioned asset checks are a Dagster preview feature; the warning is noise for operators.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
 app = typer.Typer(
     help="ECM, the Energy Community Manager.", no_args_is_help=True, add_completion=False
@@ -53,7 +57,10 @@ def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("daily")
     result = job.execute_in_process(
-        partition_key=day.isoformat(), instance=instance, raise_on_error=False
+        partition_key=day.isoformat(),
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     errors = []
     for ev in result.all_events:
