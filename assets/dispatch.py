@@ -68,24 +68,15 @@ def plan_dir(ecm: EcmResource, day: dt.date):
     return d
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    kinds={"pyomo", "highs", "duckdb"},
-    group_name="plan",
-    deps=[scenarios, prices],
-)
-def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
-    """Two-stage stochastic battery plan (Pyomo + HiGHS): batteries decided once, grid flows
-    per scenario; minimises expected grid cost minus the shared-energy incentive."""
-    cfg, day = ecm.community(), as_date(context.partition_key)
-    wh = ecm.warehouse()
+def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
+    """The dispatch LP's inputs for a day, from the scenarios and prices tables."""
     scen = wh.read_day("scenarios", day)
     ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
     players, bats = players_and_batteries(cfg)
     probs = scen.groupby("scenario")["probability"].first().sort_index().to_numpy()
     imp = price_matrix(scen, ts)
     exp = np.broadcast_to(export_prices(wh, day)["price_per_kwh"].to_numpy(), imp.shape).copy()
-    inputs = DispatchInputs(
+    return DispatchInputs(
         ts=tuple(ts),
         interval_hours=cfg.community.interval_minutes / 60,
         players=tuple(players),
@@ -98,6 +89,21 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
         cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh,
     )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    kinds={"pyomo", "highs", "duckdb"},
+    group_name="plan",
+    deps=[scenarios, prices],
+)
+def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
+    """Two-stage stochastic battery plan (Pyomo + HiGHS): batteries decided once, grid flows
+    per scenario; minimises expected grid cost minus the shared-energy incentive."""
+    cfg, day = ecm.community(), as_date(context.partition_key)
+    wh = ecm.warehouse()
+    inputs = dispatch_inputs(cfg, wh, day)
+    probs = inputs.probabilities
     out = plan_dir(ecm, day)
     try:
         result = plan_day(inputs, time_limit_s=cfg.dispatch.time_limit_s)

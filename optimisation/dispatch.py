@@ -79,6 +79,14 @@ NOISE_TOL = 1e-7
 SIMULTANEOUS_TOL = 1e-9
 """Simultaneous import and export below this are treated as solver noise [kWh]."""
 
+ENERGY_EPS = 1e-6
+"""Energies below this are 0 in the LP data [kWh] (meters resolve 1 Wh). HiGHS mishandles
+bounds and right-hand sides near or below its 1e-7 feasibility tolerance (presolve declares
+feasible LPs infeasible; values like 1e-258 end in a solver error)."""
+
+COEF_EPS = 1e-12
+"""Objective coefficients below this in magnitude are dropped [currency/kWh]."""
+
 HIGHS_OPTIONS: Mapping[str, object] = types.MappingProxyType(
     {"solver": "ipm", "run_crossover": "on"}
 )
@@ -389,9 +397,22 @@ class DispatchResult:
 # --------------------------------------------------------------------------------------------
 
 
+def _snap(x: np.ndarray) -> np.ndarray:
+    """Energies below :data:`ENERGY_EPS` set to 0 [kWh]."""
+    return np.where(np.abs(x) < ENERGY_EPS, 0.0, x)
+
+
+def _snap_kwh(x: float) -> float:
+    return 0.0 if abs(x) < ENERGY_EPS else float(x)
+
+
 @dataclass(frozen=True)
 class _ModelData:
-    """Inputs as plain Python lists and dicts, ready for fast Pyomo rules."""
+    """Inputs as plain Python lists and dicts, ready for fast Pyomo rules.
+
+    Energies are snapped to 0 below :data:`ENERGY_EPS` and tiny rates to 0 below
+    :data:`COEF_EPS`; :func:`extract_results` re-derives the flows from the original inputs.
+    """
 
     scenarios: list[int]
     players: list[str]
@@ -416,6 +437,7 @@ class _ModelData:
     def from_inputs(cls, inputs: DispatchInputs) -> _ModelData:
         bats = [p for p in inputs.players if p in inputs.batteries]
         spec = inputs.batteries
+        load, pv = _snap(inputs.load_kwh), _snap(inputs.pv_kwh)
         return cls(
             scenarios=list(range(inputs.n_scenarios)),
             players=list(inputs.players),
@@ -423,18 +445,20 @@ class _ModelData:
             batteries=bats,
             intervals=list(range(inputs.n_intervals)),
             prob=inputs.probabilities.tolist(),
-            load=inputs.load_kwh.tolist(),
-            pv=inputs.pv_kwh.tolist(),
-            net=(inputs.load_kwh - inputs.pv_kwh).tolist(),
+            load=load.tolist(),
+            pv=pv.tolist(),
+            net=_snap(load - pv).tolist(),
             import_price=inputs.import_price.tolist(),
             export_price=inputs.export_price.tolist(),
-            max_energy={b: spec[b].power_kw * inputs.interval_hours for b in bats},
+            max_energy={b: _snap_kwh(spec[b].power_kw * inputs.interval_hours) for b in bats},
             efficiency={b: spec[b].efficiency for b in bats},
-            capacity={b: spec[b].capacity_kwh for b in bats},
-            min_soc={b: spec[b].min_soc_kwh for b in bats},
-            initial_soc={b: spec[b].initial_soc_kwh for b in bats},
-            incentive=inputs.incentive_per_kwh,
-            penalty=inputs.cycling_penalty_per_kwh,
+            capacity={b: _snap_kwh(spec[b].capacity_kwh) for b in bats},
+            min_soc={b: _snap_kwh(spec[b].min_soc_kwh) for b in bats},
+            initial_soc={b: _snap_kwh(spec[b].initial_soc_kwh) for b in bats},
+            incentive=inputs.incentive_per_kwh if inputs.incentive_per_kwh >= COEF_EPS else 0.0,
+            penalty=inputs.cycling_penalty_per_kwh
+            if inputs.cycling_penalty_per_kwh >= COEF_EPS
+            else 0.0,
         )
 
 
@@ -590,16 +614,15 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
     terms: list[object] = []
     for s in d.scenarios:
         w = d.prob[s]
-        if w == 0:
-            continue
-        ip, ep = d.import_price[s], d.export_price[s]
+        c_imp = [w * c if abs(w * c) >= COEF_EPS else 0.0 for c in d.import_price[s]]
+        c_exp = [w * c if abs(w * c) >= COEF_EPS else 0.0 for c in d.export_price[s]]
         for p in d.players:
             for t in d.intervals:
-                if ip[t]:
-                    terms.append(w * ip[t] * m.grid_import[s, p, t])
-                if ep[t]:
-                    terms.append(-w * ep[t] * m.grid_export[s, p, t])
-        if d.incentive > 0:
+                if c_imp[t]:
+                    terms.append(c_imp[t] * m.grid_import[s, p, t])
+                if c_exp[t]:
+                    terms.append(-c_exp[t] * m.grid_export[s, p, t])
+        if d.incentive > 0 and w * d.incentive >= COEF_EPS:
             terms.extend(-w * d.incentive * m.shared[s, t] for t in d.intervals)
     if d.batteries and d.penalty > 0:
         terms.extend(
@@ -902,14 +925,13 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
         if spec is None:
             continue
         idx = [(p, t) for t in range(t_n)]
-        hi = spec.power_kw * inputs.interval_hours
+        hi = _snap_kwh(spec.power_kw * inputs.interval_hours)  # the LP's bounds (_ModelData)
         charge[i] = _clip_noise(_values(model.charge, idx, f"charge of {p}"), 0.0, hi, "charge")
         discharge[i] = _clip_noise(
             _values(model.discharge, idx, f"discharge of {p}"), 0.0, hi, "discharge"
         )
-        soc[i] = _clip_noise(
-            _values(model.soc, idx, f"soc of {p}"), spec.min_soc_kwh, spec.capacity_kwh, "soc"
-        )
+        lo, cap = _snap_kwh(spec.min_soc_kwh), _snap_kwh(spec.capacity_kwh)
+        soc[i] = _clip_noise(_values(model.soc, idx, f"soc of {p}"), lo, cap, "soc")
     idx3 = [(s, p, t) for s in range(s_n) for p in inputs.players for t in range(t_n)]
     imp = _values(model.grid_import, idx3, "grid_import").reshape(s_n, p_n, t_n)
     exp = _values(model.grid_export, idx3, "grid_export").reshape(s_n, p_n, t_n)

@@ -102,8 +102,14 @@ def test_reports_written(home):
     assert (home / "mlflow" / "mlflow.db").exists()
 
 
-def test_rerun_leaves_row_counts_unchanged(wh):
+def test_rerun_leaves_row_counts_unchanged_and_is_reproducible(wh):
     before = wh.row_counts()
+    alloc = wh.read_day("allocations", DAY).sort_values(["rule", "member_id"])
+    plan = wh.read_day("dispatch_plan", DAY).sort_values(["member_id", "scenario", "ts"])
     ok, errors = materialise_day(DAY)
     assert ok, errors
     assert wh.row_counts() == before
+    again = wh.read_day("allocations", DAY).sort_values(["rule", "member_id"])
+    assert list(again.amount) == list(alloc.amount)
+    plan2 = wh.read_day("dispatch_plan", DAY).sort_values(["member_id", "scenario", "ts"])
+    assert np.allclose(plan2.charge_kwh, plan.charge_kwh, atol=1e-6)
