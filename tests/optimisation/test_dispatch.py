@@ -454,9 +454,9 @@ def test_infeasible_soc_raises_dispatch_error_without_plan(spec: BatterySpec, re
 
 
 def test_presolve_false_infeasibility_is_rechecked() -> None:
-    # Found by the property test: HiGHS presolve declares this LP infeasible (a power bound of
-    # 1e-7 kWh sits on its feasibility tolerance); all-idle is feasible, and solve() confirms
-    # without presolve.
+    # Found by the property test: HiGHS presolve declares this LP infeasible when the power
+    # bound is 1e-7 kWh (its feasibility tolerance), though all-idle is feasible. Model data
+    # snaps such energies to 0; with the bound forced back, solve() re-checks without presolve.
     inputs = _inputs(
         np.zeros((1, 1, 3)),
         np.zeros((1, 1, 3)),
@@ -466,9 +466,30 @@ def test_presolve_false_infeasibility_is_rechecked() -> None:
         batteries={"OWNER": BatterySpec(1.0, 1e-7, 0.5, 1.0)},
         cycling_penalty=0.0,
     )
-    result = plan_day(inputs)
-    assert result.report.termination_condition == "convergenceCriteriaSatisfied"
-    check_plan(result.plan, inputs, lp=True)
+    check_plan(plan_day(inputs).plan, inputs, lp=True)
+    model = build_model(inputs)
+    assert model.charge["OWNER", 0].ub == 0.0
+    for var in (model.charge, model.discharge):
+        for v in var.values():
+            v.setub(1e-7)
+    report = solve(model)
+    assert report.termination_condition == "convergenceCriteriaSatisfied"
+    assert all(v.value is not None for v in model.component_data_objects(pyo.Var))
+    assert abs(model.soc["OWNER", 2].value - 1.0) <= TOL
+
+
+def test_denormal_energies_do_not_break_the_solver() -> None:
+    # Found by the property test: PV of 2e-258 kWh made HiGHS stop with an error.
+    inputs = _inputs(
+        np.zeros((1, 1, 3)),
+        np.full((1, 1, 3), 1.98890766e-258),
+        np.zeros((1, 3)),
+        np.zeros((1, 3)),
+        players=("OWNER",),
+        batteries={"OWNER": BatterySpec(0.5, 1.0, 1.0, 0.0)},
+        cycling_penalty=0.0,
+    )
+    check_plan(plan_day(inputs).plan, inputs, lp=True)
 
 
 def test_time_limit_is_reported_and_no_solution_loaded() -> None:
