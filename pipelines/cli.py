@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -177,7 +178,7 @@ def ingest_meters(path: Path) -> None:
             path, metering_points=metering_point_index(cfg), tz=cfg.community.timezone
         )
     except MeterFileError as err:
-        console.print(f"[red]refused:[/red] {err}", markup=False)
+        console.print(f"[red]refused:[/red] {escape(str(err))}")
         raise typer.Exit(2) from None
     n = ecm.warehouse().upsert_readings(df)
     console.print(
@@ -199,7 +200,7 @@ def ingest_master(path: Path) -> None:
         base = load_config(config_path()).model_dump(exclude={"members"})
         cfg = parse_config({**base, "members": members}, source=str(path))
     except ConfigError as err:
-        console.print(f"[red]refused:[/red] {err}", markup=False)
+        console.print(f"[red]refused:[/red] {escape(str(err))}")
         raise typer.Exit(2) from None
     wh = EcmResource().warehouse()
     for name, df in master_data_frames(cfg).items():
