@@ -41,6 +41,8 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from models.contracts import TABLES
+
 PLOTLY_JS = "plotly.min.js"
 """File name of the local plotly.js bundle written beside ``plan.html``."""
 
@@ -91,23 +93,7 @@ RULE_DESCRIPTIONS = {
 
 _CENT = Decimal("0.01")
 
-_PLAN_COLUMNS = (
-    "member_id",
-    "ts",
-    "scenario",
-    "probability",
-    "load_kwh",
-    "pv_kwh",
-    "charge_kwh",
-    "discharge_kwh",
-    "soc_kwh",
-    "import_kwh",
-    "export_kwh",
-    "import_price",
-    "export_price",
-    "community_shared_kwh",
-    "plan_kind",
-)
+_PLAN_COLUMNS = tuple(c for c in TABLES["dispatch_plan"].column_names if c != "day")
 _FORECAST_COLUMNS = ("target", "unique_id", "ts", "point", "q10", "q90")
 _ANOMALY_COLUMNS = ("rule", "severity", "subject_id", "ts_start", "ts_end", "message")
 _ALLOCATION_COLUMNS = (
