@@ -6,11 +6,12 @@ import json
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster import AssetKey
 
 from assets.forecast import scenarios
 from assets.ingest import meter_readings, prices
 from assets.partitions import daily_partitions
-from assets.queries import actuals, export_prices
+from assets.queries import export_prices
 from assets.resources import EcmResource
 from models.config import Battery, CommunityConfig
 from models.ingest import (
@@ -29,10 +30,8 @@ from optimisation.dispatch import (
     rule_based_plan,
 )
 from optimisation.settlement import (
-    follow_plan,
     grid_cost,
     price_matrix,
-    realised_flows,
     scenario_cube,
 )
 
@@ -143,65 +142,46 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
     partitions_def=daily_partitions,
     kinds={"duckdb"},
     group_name="settle",
-    deps=[dispatch_plan, meter_readings],
+    deps=[dispatch_plan, meter_readings, AssetKey("realised_flows")],
 )
 def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
-    """The day's community benefit (incentive + savings vs acting alone, on metered data with
-    the planned battery schedule) allocated under every approved fairness rule, to the cent."""
+    """The day's community benefit (incentive + savings vs acting alone, on the realised flows of
+    ECM's real-time layer) allocated under every approved fairness rule, to the cent."""
     cfg, day = ecm.community(), as_date(context.partition_key)
     wh = ecm.warehouse()
     _require_checks_passed(ecm, cfg, day)
     ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
-    players, bats = players_and_batteries(cfg)
-    act = actuals(wh, cfg, day, day)
-    load = _actual_matrix(act, "load", players, ts, {})
-    pv = _actual_matrix(act, "pv", players, ts, _pv_ids(cfg))
-    price = _actual_matrix(act, "price", ["import"], ts, {})[0]
-    exp_price = export_prices(wh, day)["price_per_kwh"].to_numpy()
-    plan = wh.query(
-        "SELECT member_id, ts, charge_kwh - discharge_kwh AS net, "
-        "load_kwh - pv_kwh AS fc_net FROM dispatch_plan "
-        "WHERE day = ? AND scenario = 'expected'",
-        [day],
-    )
-    grid = {
-        c: plan.pivot(index="member_id", columns="ts", values=c)
-        .reindex(index=players, columns=ts)
-        .fillna(0.0)
-        .to_numpy()
-        for c in ("net", "fc_net")
-    }
-    lim = _battery_arrays(players, bats, cfg.community.interval_minutes / 60)
-    ch, dis = follow_plan(load, pv, grid["net"], grid["fc_net"], *lim)
-    imp, exp = realised_flows(load, pv, ch, dis)
-    alone = rule_based_plan(
-        DispatchInputs(
-            ts=tuple(ts),
-            interval_hours=cfg.community.interval_minutes / 60,
-            players=tuple(players),
-            batteries=bats,
-            load_kwh=load[None],
-            pv_kwh=pv[None],
-            import_price=price[None],
-            export_price=exp_price[None],
-            probabilities=np.ones(1),
-            incentive_per_kwh=0.0,
+    players, _ = players_and_batteries(cfg)
+    flows = wh.query("SELECT * FROM realised_flows WHERE day = ?", [day])
+    if not {"ecm", "self_consumption", "no_battery"} <= set(flows["controller"]):
+        raise dg.Failure(
+            description=f"Settlement of {day} refused: the day has no realised flows "
+            "(materialise realised_flows first)."
         )
+
+    def matrix(controller: str, col: str) -> np.ndarray:
+        g = flows[flows["controller"] == controller]
+        g = g.pivot(index="member_id", columns="ts", values=col)
+        return g.reindex(index=players, columns=ts).to_numpy(dtype=float)
+
+    price = wh.query(
+        "SELECT ts, price_per_kwh FROM prices WHERE price_type = 'import' AND day = ? ORDER BY ts",
+        [day],
+    )["price_per_kwh"].to_numpy()
+    exp_price = export_prices(wh, day)["price_per_kwh"].to_numpy()
+    imp, exp = matrix("ecm", "import_kwh"), matrix("ecm", "export_kwh")
+    # acting alone: members run their own battery by the greedy rule, the community's plant
+    # exports with its battery idle; both with the state of charge carried across days
+    a_imp, a_exp = (
+        matrix("self_consumption", "import_kwh"),
+        matrix("self_consumption", "export_kwh"),
     )
-    alone = alone[alone["scenario"] == "s0"]
-    a_imp = (
-        alone.pivot(index="member_id", columns="ts", values="import_kwh")
-        .reindex(index=players, columns=ts)
-        .to_numpy()
-    )
-    a_exp = (
-        alone.pivot(index="member_id", columns="ts", values="export_kwh")
-        .reindex(index=players, columns=ts)
-        .to_numpy()
-    )
+    owner = players.index(cfg.shared_assets.owner_id)
+    a_imp[owner] = matrix("no_battery", "import_kwh")[owner]
+    a_exp[owner] = matrix("no_battery", "export_kwh")[owner]
     inputs = AllocationInputs(
         players=tuple(players),
-        consumption_kwh=load,
+        consumption_kwh=matrix("ecm", "load_kwh"),
         import_kwh=imp,
         export_kwh=exp,
         standalone_cost=grid_cost(a_imp, a_exp, price, exp_price),

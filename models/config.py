@@ -79,6 +79,9 @@ class Member(_Strict):
     pv_kwp: float = Field(default=0.0, ge=0, description="rooftop PV peak power [kWp]")
     metering_points: tuple[MeteringPoint, ...] = Field(min_length=1)
     battery: Battery | None = None
+    contracted_power_kw: float | None = Field(
+        default=None, gt=0, description="connection limit on import and export [kW]"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Member:
@@ -121,6 +124,9 @@ class Tariffs(_Strict):
     import_price_source: str = Field(description="file with the time-of-use import price")
     import_price_unit: str = Field(description="unit of the import price file, e.g. USD/kWh")
     export_price: float = Field(ge=0, description="flat export (feed-in) price [currency/kWh]")
+    carbon_intensity_source: str | None = Field(
+        default=None, description="file with the grid carbon intensity [kg/kWh] by ts"
+    )
 
 
 class Incentive(_Strict):
@@ -205,6 +211,40 @@ class DispatchSettings(_Strict):
     )
 
 
+class ControlSettings(_Strict):
+    """The real-time layer and the grid-aware terms of its re-optimisation."""
+
+    horizon_hours: float = Field(
+        default=24, gt=0, le=24, description="look-ahead of every re-plan [h]"
+    )
+    terminal_value_fraction: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="energy left at the horizon's end is worth this fraction of the "
+        "horizon's cheapest import price x discharge efficiency [-]",
+    )
+    ramping_penalty_per_kwh: float = Field(
+        default=0.02, ge=0, description="on |change of community net exchange| [currency/kWh]"
+    )
+    peak_charge_per_kwh: float = Field(
+        default=0.0,
+        ge=0,
+        description="demand charge on the highest community import [currency/kWh]",
+    )
+    carbon_price_per_kg: float = Field(default=0.0, ge=0, description="[currency/kg CO2]")
+    feeder_cap_kw: float | None = Field(
+        default=None, gt=0, description="community net import/export limit [kW]"
+    )
+    load_decay: float = Field(
+        default=0.5, ge=0, lt=1, description="persistence of the newest load error per step [-]"
+    )
+    pv_decay: float = Field(
+        default=0.5, ge=0, lt=1, description="persistence of the newest PV ratio per step [-]"
+    )
+    history_days: int = Field(default=7, ge=1, description="days of the load profile [d]")
+
+
 class Community(_Strict):
     """Identity and location of the community."""
 
@@ -241,6 +281,7 @@ class CommunityConfig(_Strict):
     forecast: ForecastSettings = ForecastSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    control: ControlSettings = ControlSettings()
     weather_source: Literal["bundled", "open-meteo"] = "bundled"
     base_dir: Path | None = Field(default=None, description="folder of the config file")
 

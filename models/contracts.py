@@ -239,6 +239,78 @@ TABLES: dict[str, Table] = {
             ("day", "member_id", "rule"),
         ),
         Table(
+            "realised_flows",
+            "Battery and grid flows on the metered day per controller, member (or the community "
+            "owner) and interval; the state of charge carries from day to day.",
+            (
+                _c("day", "DATE", "local day"),
+                _c(
+                    "member_id", "VARCHAR", "member id, or the community owner id for shared assets"
+                ),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c(
+                    "controller",
+                    "VARCHAR",
+                    "no_battery | self_consumption | ecm | perfect_foresight",
+                ),
+                _c("load_kwh", "DOUBLE", "metered consumption [kWh]", check=_NONNEG),
+                _c("pv_kwh", "DOUBLE", "metered PV generation [kWh]", check=_NONNEG),
+                _c("charge_kwh", "DOUBLE", "battery charge, grid side [kWh]", check=_NONNEG),
+                _c("discharge_kwh", "DOUBLE", "battery discharge, grid side [kWh]", check=_NONNEG),
+                _c("soc_kwh", "DOUBLE", "state of charge at interval end [kWh]", check=_NONNEG),
+                _c("import_kwh", "DOUBLE", "net grid withdrawal [kWh]", check=_NONNEG),
+                _c("export_kwh", "DOUBLE", "net grid injection [kWh]", check=_NONNEG),
+                _c(
+                    "mode",
+                    "VARCHAR",
+                    "rule | optimised | fallback_rule (the solve failed, the rule ran)",
+                ),
+            ),
+            ("day", "member_id", "ts", "controller"),
+        ),
+        Table(
+            "evaluation",
+            "Community totals of each controller on the metered day.",
+            (
+                _c("day", "DATE", "local day"),
+                _c(
+                    "controller",
+                    "VARCHAR",
+                    "no_battery | self_consumption | ecm | perfect_foresight",
+                ),
+                _c("grid_cost", "DOUBLE", "imports x price - exports x export price [currency]"),
+                _c("incentive", "DOUBLE", "incentive on shared energy [currency]"),
+                _c("net_cost", "DOUBLE", "grid_cost - incentive [currency]"),
+                _c("co2_kg", "DOUBLE", "imports x grid carbon intensity [kg]"),
+                _c(
+                    "peak_import_kwh",
+                    "DOUBLE",
+                    "highest community net import in an interval [kWh]",
+                ),
+                _c(
+                    "ramping_kwh",
+                    "DOUBLE",
+                    "sum of |change of community net exchange| between intervals [kWh]",
+                ),
+                _c("shared_kwh", "DOUBLE", "min(community import, export) summed [kWh]"),
+                _c(
+                    "standalone_cost",
+                    "DOUBLE",
+                    "members acting alone (own battery, greedy rule) plus the shared plant "
+                    "exporting with its battery idle [currency]",
+                ),
+                _c("benefit", "DOUBLE", "standalone_cost - net_cost [currency]"),
+                _c("end_soc_kwh", "DOUBLE", "energy stored at the end of the day [kWh]"),
+                _c(
+                    "fallback_intervals",
+                    "INTEGER",
+                    "intervals where the optimisation failed and the rule ran",
+                ),
+                _c("seconds", "DOUBLE", "computation time of the controller for the day [s]"),
+            ),
+            ("day", "controller"),
+        ),
+        Table(
             "anomalies",
             "Flags on meter data and on forecasts against actuals, with severity and evidence.",
             (

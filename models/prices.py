@@ -8,6 +8,7 @@ declared as EUR/kWh, which is a per-MWh value) is refused with the unit named.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,3 +73,24 @@ def to_per_kwh(values: pd.Series, unit: str, currency: str, source: str) -> pd.S
             f"is the unit {cur}/kWh?"
         )
     return out
+
+
+def carbon_intensity(path: str | Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Grid carbon intensity [kg/kWh] by UTC interval start in [start, end), from a file with
+    ``ts`` and one value column (Parquet or CSV).
+
+    Raises
+    ------
+    PriceUnitError
+        The file has no value column or negative values (naming the file).
+    """
+    path = Path(path)
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    cols = [c for c in df.columns if c != "ts"]
+    if "ts" not in df.columns or len(cols) != 1:
+        raise PriceUnitError(f"{path}: expected columns ts and one carbon intensity column")
+    ts = pd.to_datetime(df["ts"], utc=True)
+    s = pd.Series(df[cols[0]].to_numpy(dtype=float), index=ts)
+    if (s < 0).any():
+        raise PriceUnitError(f"{path}: negative carbon intensity in column {cols[0]}")
+    return s[(s.index >= start) & (s.index < end)]

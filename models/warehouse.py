@@ -102,6 +102,41 @@ class Warehouse:
         clauses, params = _where(t.column_names, where)
         return self._swap(table, df, f"DELETE FROM {t.name}{clauses}", params)  # noqa: S608
 
+    def replace_many(
+        self, frames: Sequence[tuple[str, pd.DataFrame]], where: Mapping[str, Any]
+    ) -> list[int]:
+        """Replace the ``where`` slice of several tables in one transaction (all or nothing).
+
+        Returns
+        -------
+        list of int
+            Rows written per table, in order.
+        """
+        checked = []
+        for table, df in frames:
+            t = TABLES[table]
+            df = conform(table, df)
+            for col, val in where.items():
+                if (df[col] != val).any():
+                    raise ValueError(f"{table}: rows outside the slice {col}={val}")
+            checked.append((t, df, *_where(t.column_names, where)))
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for t, df, clauses, params in checked:
+                    cols = ", ".join(f'"{c}"' for c in t.column_names)
+                    con.register("_ecm_new_rows", df)
+                    con.execute(f"DELETE FROM {t.name}{clauses}", list(params))  # noqa: S608
+                    con.execute(
+                        f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows"  # noqa: S608
+                    )
+                    con.unregister("_ecm_new_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return [len(df) for _, df, _, _ in checked]
+
     def replace_days(self, table: str, df: pd.DataFrame, days: Sequence[dt.date]) -> int:
         """Atomically replace whole local days of a day-partitioned table by ``df``.
 

@@ -84,6 +84,10 @@ ENERGY_EPS = 1e-6
 bounds and right-hand sides near or below its 1e-7 feasibility tolerance (presolve declares
 feasible LPs infeasible; values like 1e-258 end in a solver error)."""
 
+STANDALONE_SLACK_PENALTY = 10.0
+"""Cost of each currency unit by which a player's expected bill exceeds its standalone bill
+[currency/currency]: high enough that the plan only does so where no plan can avoid it."""
+
 COEF_EPS = 1e-12
 """Objective coefficients below this in magnitude are dropped [currency/kWh]."""
 
@@ -245,6 +249,32 @@ class DispatchInputs:
         Incentive paid on the community's shared energy [currency/kWh], >= 0.
     cycling_penalty_per_kwh : float
         Penalty on battery throughput ``charge + discharge`` [currency/kWh], >= 0.
+    terminal_soc_value_per_kwh : float, optional
+        ``None`` (default): every battery ends the horizon at its initial SoC (a day-ahead
+        plan). A value: the end SoC is free and each kWh left at the end is worth this much
+        [currency/kWh] (a receding-horizon plan), >= 0.
+    ramping_penalty_per_kwh : float
+        Penalty on the change of the community's net grid exchange between consecutive
+        intervals, ``|sum_p (import - export)[t] - ...[t-1]|`` [currency/kWh], >= 0.
+    previous_community_net_kwh : float, optional
+        Community net grid exchange in the interval before ``ts[0]`` [kWh]; with it the first
+        interval's ramp is penalised too.
+    peak_charge_per_kwh : float
+        Demand charge on the community's highest interval import of the horizon, per
+        scenario [currency/kWh per interval], >= 0.
+    carbon_price_per_kg : float
+        Price of the CO2 of imported energy [currency/kg], >= 0; needs ``carbon_intensity``.
+    carbon_intensity : numpy.ndarray, optional
+        Grid carbon intensity per scenario and interval, shape (S, T) [kg/kWh], >= 0.
+    import_limit_kwh : numpy.ndarray, optional
+        Contracted (connection) limit per player on import and on export per interval, shape
+        (P,) [kWh]; ``inf`` for no limit.
+    feeder_cap_kwh : float, optional
+        Limit on the community's net import and net export per interval [kWh].
+    standalone_cost : numpy.ndarray, optional
+        Expected grid bill of each player acting alone, shape (P,) [currency]. With it, each
+        player's expected bill in the plan is at most that (a soft constraint: a violation
+        costs :data:`STANDALONE_SLACK_PENALTY` per currency unit).
 
     Raises
     ------
@@ -263,6 +293,15 @@ class DispatchInputs:
     probabilities: np.ndarray
     incentive_per_kwh: float
     cycling_penalty_per_kwh: float = 1e-4
+    terminal_soc_value_per_kwh: float | None = None
+    ramping_penalty_per_kwh: float = 0.0
+    previous_community_net_kwh: float | None = None
+    peak_charge_per_kwh: float = 0.0
+    carbon_price_per_kg: float = 0.0
+    carbon_intensity: np.ndarray | None = None
+    import_limit_kwh: np.ndarray | None = None
+    feeder_cap_kwh: float | None = None
+    standalone_cost: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place
@@ -326,6 +365,52 @@ class DispatchInputs:
         if penalty < 0:
             raise DispatchInputError(f"cycling_penalty_per_kwh must be >= 0, got {penalty}")
         set_(self, "cycling_penalty_per_kwh", penalty)
+        for name in ("ramping_penalty_per_kwh", "peak_charge_per_kwh", "carbon_price_per_kg"):
+            v = _finite(name, getattr(self, name))
+            if v < 0:
+                raise DispatchInputError(f"{name} must be >= 0, got {v}")
+            set_(self, name, v)
+        for name in ("terminal_soc_value_per_kwh", "previous_community_net_kwh"):
+            if getattr(self, name) is not None:
+                set_(self, name, _finite(name, getattr(self, name)))
+        if self.terminal_soc_value_per_kwh is not None and self.terminal_soc_value_per_kwh < 0:
+            raise DispatchInputError("terminal_soc_value_per_kwh must be >= 0")
+        if self.feeder_cap_kwh is not None:
+            cap = _finite("feeder_cap_kwh", self.feeder_cap_kwh)
+            if cap < 0:
+                raise DispatchInputError(f"feeder_cap_kwh must be >= 0, got {cap}")
+            set_(self, "feeder_cap_kwh", cap)
+        if self.carbon_intensity is not None:
+            ci = _as_array("carbon_intensity", self.carbon_intensity, (s, t), nonneg=True)
+            set_(self, "carbon_intensity", ci)
+        elif self.carbon_price_per_kg > 0:
+            raise DispatchInputError("carbon_price_per_kg > 0 needs carbon_intensity (S, T)")
+        if self.import_limit_kwh is not None:
+            lim = np.array(self.import_limit_kwh, dtype=float)
+            if lim.shape != (p,) or np.isnan(lim).any() or (lim < 0).any():
+                raise DispatchInputError(
+                    f"import_limit_kwh: expected shape ({p},), >= 0 (inf for none)"
+                )
+            lim.setflags(write=False)
+            set_(self, "import_limit_kwh", lim)
+        if self.standalone_cost is not None:
+            set_(
+                self,
+                "standalone_cost",
+                _as_array("standalone_cost", self.standalone_cost, (p,), False),
+            )
+
+    @property
+    def simultaneous_flows_unprofitable(self) -> bool:
+        """True when no player can gain by importing and exporting in the same interval.
+
+        Importing and exporting ``x`` kWh at once costs ``x * (import - export price)`` (plus
+        carbon) and can raise shared energy by at most ``x``, earning ``x * incentive``; the
+        peak and ramping terms are not lowered by it. Where the incentive is below the spread
+        in every scenario and interval, any optimum nets the two, so the LP needs no binaries.
+        """
+        spread = self.import_price - self.export_price
+        return bool((self.incentive_per_kwh < spread - 1e-12).all())
 
     @property
     def n_scenarios(self) -> int:
@@ -432,6 +517,15 @@ class _ModelData:
     initial_soc: dict[str, float]
     incentive: float
     penalty: float
+    terminal_value: float | None = None
+    ramp_penalty: float = 0.0
+    prev_net: float | None = None
+    peak_charge: float = 0.0
+    carbon_cost: list[list[float]] | None = None  # [s][t] currency/kWh imported
+    limit: dict[str, float] = field(default_factory=dict)  # per player, finite only
+    feeder_cap: float | None = None
+    standalone: dict[str, float] = field(default_factory=dict)
+    netting_binaries: bool = False
 
     @classmethod
     def from_inputs(cls, inputs: DispatchInputs) -> _ModelData:
@@ -459,6 +553,29 @@ class _ModelData:
             penalty=inputs.cycling_penalty_per_kwh
             if inputs.cycling_penalty_per_kwh >= COEF_EPS
             else 0.0,
+            terminal_value=inputs.terminal_soc_value_per_kwh,
+            ramp_penalty=inputs.ramping_penalty_per_kwh,
+            prev_net=inputs.previous_community_net_kwh,
+            peak_charge=inputs.peak_charge_per_kwh,
+            carbon_cost=(inputs.carbon_price_per_kg * inputs.carbon_intensity).tolist()
+            if inputs.carbon_intensity is not None and inputs.carbon_price_per_kg > 0
+            else None,
+            limit={
+                p: float(v)
+                for p, v in zip(
+                    inputs.players,
+                    inputs.import_limit_kwh
+                    if inputs.import_limit_kwh is not None
+                    else [math.inf] * len(inputs.players),
+                    strict=True,
+                )
+                if math.isfinite(v)
+            },
+            feeder_cap=inputs.feeder_cap_kwh,
+            standalone={}
+            if inputs.standalone_cost is None
+            else dict(zip(inputs.players, inputs.standalone_cost.tolist(), strict=True)),
+            netting_binaries=bool(bats) and not inputs.simultaneous_flows_unprofitable,
         )
 
 
@@ -511,6 +628,8 @@ def _define_soc_dynamics(m: pyo.ConcreteModel, d: _ModelData) -> None:
         doc="soc[t] = soc[t-1] + eta*charge[t] - discharge[t]/eta, soc[-1] = initial SoC [kWh]",
     )
     last = d.intervals[-1]
+    if d.terminal_value is not None:
+        return  # receding horizon: the end SoC is free and valued in the objective
     m.soc_end = pyo.Constraint(
         m.B,
         rule=lambda m, b: m.soc[b, last] == d.initial_soc[b],
@@ -610,6 +729,134 @@ def _define_sharing(m: pyo.ConcreteModel, d: _ModelData) -> None:
     )
 
 
+def _define_limits(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """Contracted power per player and the community feeder cap, on net grid exchange."""
+    if d.limit:
+        for p, lim in d.limit.items():
+            for s in d.scenarios:
+                for t in d.intervals:
+                    m.grid_import[s, p, t].setub(
+                        lim
+                        if m.grid_import[s, p, t].ub is None
+                        else min(lim, m.grid_import[s, p, t].ub)
+                    )
+                    m.grid_export[s, p, t].setub(
+                        lim
+                        if m.grid_export[s, p, t].ub is None
+                        else min(lim, m.grid_export[s, p, t].ub)
+                    )
+    if d.feeder_cap is not None:
+        cap = d.feeder_cap
+
+        def net(m: pyo.ConcreteModel, s: int, t: int) -> object:
+            return pyo.quicksum(m.grid_import[s, p, t] - m.grid_export[s, p, t] for p in m.P)
+
+        m.feeder_import = pyo.Constraint(
+            m.S,
+            m.T,
+            rule=lambda m, s, t: net(m, s, t) <= cap,
+            doc="community net import <= cap [kWh]",
+        )
+        m.feeder_export = pyo.Constraint(
+            m.S,
+            m.T,
+            rule=lambda m, s, t: -net(m, s, t) <= cap,
+            doc="community net export <= cap [kWh]",
+        )
+
+
+def _define_netting(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """Forbid simultaneous import and export of a battery player where it could pay (MILP).
+
+    Only added when :attr:`DispatchInputs.simultaneous_flows_unprofitable` is false; otherwise
+    every optimum nets them and the model stays an LP.
+    """
+    if not d.netting_binaries:
+        return
+    big = {
+        b: d.max_energy[b]
+        + max(max(d.load[s][d.player_index[b]]) for s in d.scenarios)
+        + max(max(d.pv[s][d.player_index[b]]) for s in d.scenarios)
+        for b in d.batteries
+    }
+    m.importing = pyo.Var(m.S, m.B, m.T, domain=pyo.Binary, doc="1 if the player imports")
+    m.netting_import = pyo.Constraint(
+        m.S,
+        m.B,
+        m.T,
+        rule=lambda m, s, b, t: m.grid_import[s, b, t] <= big[b] * m.importing[s, b, t],
+        doc="import only when importing [kWh]",
+    )
+    m.netting_export = pyo.Constraint(
+        m.S,
+        m.B,
+        m.T,
+        rule=lambda m, s, b, t: m.grid_export[s, b, t] <= big[b] * (1 - m.importing[s, b, t]),
+        doc="export only when not importing [kWh]",
+    )
+
+
+def _define_grid_terms(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """Ramping and peak variables of the community's grid exchange."""
+    if d.ramp_penalty > 0:
+        m.ramp = pyo.Var(
+            m.S, m.T, domain=pyo.NonNegativeReals, doc="|change of net exchange| [kWh]"
+        )
+
+        def net(m: pyo.ConcreteModel, s: int, t: int) -> object:
+            return pyo.quicksum(m.grid_import[s, p, t] - m.grid_export[s, p, t] for p in m.P)
+
+        def prev(m: pyo.ConcreteModel, s: int, t: int) -> object:
+            return net(m, s, t - 1) if t > 0 else d.prev_net
+
+        m.ramp_up = pyo.Constraint(
+            m.S,
+            m.T,
+            rule=lambda m, s, t: (
+                pyo.Constraint.Skip
+                if t == 0 and d.prev_net is None
+                else m.ramp[s, t] >= net(m, s, t) - prev(m, s, t)
+            ),
+            doc="ramp >= net[t] - net[t-1] [kWh]",
+        )
+        m.ramp_down = pyo.Constraint(
+            m.S,
+            m.T,
+            rule=lambda m, s, t: (
+                pyo.Constraint.Skip
+                if t == 0 and d.prev_net is None
+                else m.ramp[s, t] >= prev(m, s, t) - net(m, s, t)
+            ),
+            doc="ramp >= net[t-1] - net[t] [kWh]",
+        )
+    if d.peak_charge > 0:
+        m.peak = pyo.Var(m.S, domain=pyo.NonNegativeReals, doc="highest community import [kWh]")
+        m.peak_def = pyo.Constraint(
+            m.S,
+            m.T,
+            rule=lambda m, s, t: m.peak[s] >= pyo.quicksum(m.grid_import[s, p, t] for p in m.P),
+            doc="peak >= community import in every interval [kWh]",
+        )
+    if d.standalone:
+        m.standalone_slack = pyo.Var(m.P, domain=pyo.NonNegativeReals, doc="bill above standalone")
+        m.no_worse = pyo.Constraint(
+            m.P,
+            rule=lambda m, p: (
+                pyo.quicksum(
+                    d.prob[s]
+                    * (
+                        d.import_price[s][t] * m.grid_import[s, p, t]
+                        - d.export_price[s][t] * m.grid_export[s, p, t]
+                    )
+                    for s in d.scenarios
+                    for t in d.intervals
+                )
+                <= d.standalone[p] + m.standalone_slack[p]
+            ),
+            doc="expected bill with the community <= expected bill acting alone [currency]",
+        )
+
+
 def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
     terms: list[object] = []
     for s in d.scenarios:
@@ -624,6 +871,26 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
                     terms.append(-c_exp[t] * m.grid_export[s, p, t])
         if d.incentive > 0 and w * d.incentive >= COEF_EPS:
             terms.extend(-w * d.incentive * m.shared[s, t] for t in d.intervals)
+        if d.carbon_cost is not None:
+            terms.extend(
+                w * d.carbon_cost[s][t] * m.grid_import[s, p, t]
+                for p in d.players
+                for t in d.intervals
+                if w * d.carbon_cost[s][t] >= COEF_EPS
+            )
+        if d.ramp_penalty > 0:
+            terms.extend(
+                w * d.ramp_penalty * m.ramp[s, t]
+                for t in d.intervals
+                if t > 0 or d.prev_net is not None
+            )
+        if d.peak_charge > 0:
+            terms.append(w * d.peak_charge * m.peak[s])
+    if d.standalone:
+        terms.extend(STANDALONE_SLACK_PENALTY * m.standalone_slack[p] for p in d.players)
+    if d.batteries and d.terminal_value is not None and d.terminal_value > 0:
+        last = d.intervals[-1]
+        terms.extend(-d.terminal_value * m.soc[b, last] for b in d.batteries)
     if d.batteries and d.penalty > 0:
         terms.extend(
             d.penalty * (m.charge[b, t] + m.discharge[b, t])
@@ -646,6 +913,9 @@ _DEFINE_STEPS: tuple[Callable[[pyo.ConcreteModel, _ModelData], None], ...] = (
     _define_energy_balance,
     _define_physical_caps,
     _define_sharing,
+    _define_limits,
+    _define_netting,
+    _define_grid_terms,
     _define_objective,
 )
 """Model assembly order; each step returns early when its component is absent."""
@@ -939,6 +1209,8 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     exp = _clip_noise(exp, 0.0, np.inf, "grid_export")
     simultaneous = np.minimum(imp, exp)
     keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
+    if inputs.simultaneous_flows_unprofitable:
+        keep[:] = False  # netting them never costs more: any gross flow is a tie, not a choice
     imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
     return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
 

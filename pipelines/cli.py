@@ -1,4 +1,4 @@
-"""The ``ecm`` command line: demo, run, backfill, ingest, dev, status."""
+"""The ``ecm`` command line: demo, run, backfill, evaluate, ingest, dev, status."""
 
 from __future__ import annotations
 
@@ -49,14 +49,14 @@ def _parse_day(value: str) -> dt.date:
         raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
 
 
-def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
-    """Run the daily job for one partition in-process; return success and failure messages."""
+def materialise_day(day: dt.date, job_name: str = "daily") -> tuple[bool, list[str]]:
+    """Run a job for one partition in-process; return success and failure messages."""
     import dagster as dg
 
     from pipelines.definitions import defs
 
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_job_def("daily")
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(
         partition_key=day.isoformat(),
         instance=instance,
@@ -70,7 +70,7 @@ def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
             msg = (
                 data.user_failure_data.description
                 if data.user_failure_data is not None and data.user_failure_data.description
-                else (data.error.message.strip() if data.error else "failed")
+                else (_error_text(data.error) if data.error else "failed")
             )
             errors.append(f"{ev.step_key}: {msg}")
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -78,6 +78,13 @@ def materialise_day(day: dt.date) -> tuple[bool, list[str]]:
             if not ev_data.passed:
                 errors.append(f"check {ev_data.check_name} failed: {ev_data.metadata}")
     return result.success, errors
+
+
+def _error_text(error: object) -> str:
+    """The innermost cause of a step failure (the user's exception, not Dagster's wrapper)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return str(getattr(error, "message", error)).strip()
 
 
 def _check_day(day: dt.date) -> None:
@@ -161,6 +168,111 @@ def backfill(
     console.print(f"{len(days) - len(failed)} of {len(days)} days materialised")
     if failed:
         raise typer.Exit(1)
+
+
+def _days(d0: dt.date, d1: dt.date) -> list[dt.date]:
+    return [d0 + dt.timedelta(days=i) for i in range((d1 - d0).days + 1)]
+
+
+def _run_days(days: list[dt.date], job_name: str, label: str) -> list[tuple[dt.date, list[str]]]:
+    failed = []
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("", total=len(days))
+        for day in days:
+            progress.update(task, description=str(day))
+            ok, errors = materialise_day(day, job_name)
+            if not ok:
+                failed.append((day, errors))
+            progress.advance(task)
+    return failed
+
+
+@app.command()
+def evaluate(
+    start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)"),
+) -> None:
+    """Replay days on metered data under every controller, side by side, and report.
+
+    Controllers: no_battery, self_consumption, ecm (the real-time layer that settles) and
+    perfect_foresight; the state of charge carries from day to day. Writes realised_flows and
+    evaluation, and reports/evaluation/<START>_<END>.html.
+    """
+    from assets.evaluate import missing_meter_data
+    from assets.resources import EcmResource
+    from models.evaluation_report import write_evaluation_report
+
+    d0, d1 = _parse_day(start), _parse_day(end)
+    if d1 < d0:
+        raise typer.BadParameter("--end is before --start")
+    home = _prepare_home()
+    _check_day(d0)
+    _check_day(d1)
+    ecm = EcmResource()
+    cfg, wh = ecm.community(), ecm.warehouse()
+    missing = missing_meter_data(wh, cfg, d0, d1)
+    if missing:
+        console.print(
+            f"[red]refused: meter data missing on {len(missing)} day(s); nothing evaluated[/red]"
+        )
+        for day, mps in sorted(missing.items()):
+            console.print(
+                f"  {day}: " + escape("; ".join(mps[:8])) + (" ..." if len(mps) > 8 else "")
+            )
+        console.print("Ingest the missing days first (`ecm ingest days --start ... --end ...`).")
+        raise typer.Exit(2)
+    failed = _run_days(_days(d0, d1), "evaluate", "evaluate")
+    for day, errors in failed:
+        console.print(f"[red]{day} failed:[/red] " + escape("; ".join(errors)))
+    if failed:
+        raise typer.Exit(1)
+    path, table = write_evaluation_report(wh, cfg, d0, d1, home / "reports" / "evaluation")
+    out = Table(title=f"evaluation {d0} to {d1} (SoC carried; money in {cfg.community.currency})")
+    for col in table.columns:
+        out.add_column(str(col), justify="right")
+    for _, row in table.iterrows():
+        out.add_row(*[f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(out)
+    console.print(f"[bold]Evaluation report:[/bold] {path}")
+
+
+@ingest_app.command("days")
+def ingest_days(
+    start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)"),
+) -> None:
+    """Ingest meter readings, prices and weather of days not yet stored, from the configured
+    sources (days already stored are never touched)."""
+    from assets.evaluate import missing_meter_data
+    from assets.resources import EcmResource
+
+    d0, d1 = _parse_day(start), _parse_day(end)
+    _prepare_home()
+    _check_day(d0)
+    _check_day(d1)
+    ecm = EcmResource()
+    cfg, wh = ecm.community(), ecm.warehouse()
+    todo = [d for d in _days(d0, d1) if d in missing_meter_data(wh, cfg, d, d)]
+    stored = wh.days_present("meter_readings", d0, d1)
+    todo = [d for d in todo if d not in stored]
+    # each run also ingests the missing history days before its day: latest day first
+    done: list[dt.date] = []
+    while todo:
+        day = todo.pop()
+        failed = _run_days([day], "ingest", "ingest")
+        if failed:
+            console.print(f"[red]{day} failed:[/red] " + escape("; ".join(failed[0][1])))
+            raise typer.Exit(1)
+        done.append(day)
+        stored = wh.days_present("meter_readings", d0, d1)
+        todo = [d for d in todo if d not in stored]
+    console.print(f"{len(done)} ingest run(s); days {d0} to {d1} stored")
 
 
 @ingest_app.command("meters")

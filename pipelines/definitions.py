@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import dispatch, forecast, ingest, review
+from assets import dispatch, evaluate, forecast, ingest, review
 from assets.partitions import daily_partitions
 from assets.resources import (
     BundledMeterSource,
@@ -16,7 +16,7 @@ from assets.resources import (
 from assets.resources import config_path as _config_path
 from models.config import load_config
 
-all_assets = dg.load_assets_from_modules([ingest, forecast, dispatch, review])
+all_assets = dg.load_assets_from_modules([ingest, forecast, dispatch, evaluate, review])
 all_checks = dg.load_asset_checks_from_modules([ingest])
 
 daily_job = dg.define_asset_job(
@@ -25,6 +25,21 @@ daily_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Everything for one local day: ingest, forecast, scenarios, plan, allocate, "
     "flag, report.",
+)
+
+evaluate_job = dg.define_asset_job(
+    "evaluate",
+    selection=dg.AssetSelection.assets("realised_flows", "evaluation"),
+    partitions_def=daily_partitions,
+    description="Replay one metered day under every controller (no battery, self-consumption, "
+    "ECM's real-time layer, perfect foresight) with the SoC carried from the day before.",
+)
+
+ingest_job = dg.define_asset_job(
+    "ingest",
+    selection=dg.AssetSelection.assets("master_data", "meter_readings", "prices", "weather"),
+    partitions_def=daily_partitions,
+    description="Ingest one day (and the missing history days before it) from the sources.",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -45,7 +60,7 @@ def _weather_source() -> dg.ConfigurableResource:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[daily_job],
+    jobs=[daily_job, evaluate_job, ingest_job],
     schedules=[daily_schedule],
     resources={
         "ecm": EcmResource(),
