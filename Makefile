@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench dev clean
+.PHONY: demo test test-slow lint bench bench-evaluation dev clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+bench-evaluation: $(STAMP)
+	$(BIN)/python benchmarks/bench_evaluation.py
 
 dev: $(STAMP)
 	$(BIN)/ecm dev
