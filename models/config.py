@@ -225,7 +225,7 @@ class ControlSettings(_Strict):
         "horizon's cheapest import price x discharge efficiency [-]",
     )
     ramping_penalty_per_kwh: float = Field(
-        default=0.3, ge=0, description="on |change of community net exchange| [currency/kWh]"
+        default=0.05, ge=0, description="on |change of community net exchange| [currency/kWh]"
     )
     peak_charge_per_kwh: float = Field(
         default=0.0,

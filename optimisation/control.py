@@ -364,6 +364,30 @@ class ObjectiveSettings:
     cycling_penalty_per_kwh: float = 1e-4
 
 
+def terminal_values(
+    fleet: Fleet, load_kwh: np.ndarray, tariff: Tariff, fraction: float
+) -> dict[str, float]:
+    """Value of a kWh left in each battery at the horizon's end [currency/kWh].
+
+    A battery behind a consumer's meter displaces imports: ``fraction x eta x`` the horizon's
+    cheapest import price. A battery whose owner consumes nothing (the shared battery) can
+    only export, earning at most the export price plus the sharing incentive:
+    ``fraction x eta x max(export + incentive)``, capped by the import-based value. Both stay
+    below what buying energy to hold would cost, and above what dumping it would earn in the
+    usual case, so the plan neither hoards grid energy nor empties batteries at the end.
+    """
+    import_floor = float(np.min(tariff.import_price))
+    export_cap = float(np.max(tariff.export_price)) + tariff.incentive_per_kwh
+    out = {}
+    for i, p in enumerate(fleet.players):
+        b = fleet.batteries.get(p)
+        if b is None:
+            continue
+        use = import_floor if load_kwh[i].sum() > 0 else min(import_floor, export_cap)
+        out[p] = fraction * b.efficiency * use
+    return out
+
+
 def horizon_inputs(
     ts: Sequence[pd.Timestamp],
     fleet: Fleet,
@@ -397,8 +421,7 @@ def horizon_inputs(
     -------
     DispatchInputs
     """
-    eta = min((b.efficiency for b in fleet.batteries.values()), default=1.0)
-    terminal = settings.terminal_value_fraction * eta * float(np.min(tariff.import_price))
+    terminal = terminal_values(fleet, load_kwh, tariff, settings.terminal_value_fraction)
     ci = None if tariff.carbon_intensity is None else np.asarray(tariff.carbon_intensity)[None]
     return DispatchInputs(
         ts=tuple(ts),

@@ -249,10 +249,10 @@ class DispatchInputs:
         Incentive paid on the community's shared energy [currency/kWh], >= 0.
     cycling_penalty_per_kwh : float
         Penalty on battery throughput ``charge + discharge`` [currency/kWh], >= 0.
-    terminal_soc_value_per_kwh : float, optional
+    terminal_soc_value_per_kwh : float or Mapping[str, float], optional
         ``None`` (default): every battery ends the horizon at its initial SoC (a day-ahead
-        plan). A value: the end SoC is free and each kWh left at the end is worth this much
-        [currency/kWh] (a receding-horizon plan), >= 0.
+        plan). A value (or a value per battery player): the end SoC is free and each kWh left
+        at the end is worth this much [currency/kWh] (a receding-horizon plan), >= 0.
     ramping_penalty_per_kwh : float
         Penalty on the change of the community's net grid exchange between consecutive
         intervals, ``|sum_p (import - export)[t] - ...[t-1]|`` [currency/kWh], >= 0.
@@ -293,7 +293,7 @@ class DispatchInputs:
     probabilities: np.ndarray
     incentive_per_kwh: float
     cycling_penalty_per_kwh: float = 1e-4
-    terminal_soc_value_per_kwh: float | None = None
+    terminal_soc_value_per_kwh: float | Mapping[str, float] | None = None
     ramping_penalty_per_kwh: float = 0.0
     previous_community_net_kwh: float | None = None
     peak_charge_per_kwh: float = 0.0
@@ -370,11 +370,23 @@ class DispatchInputs:
             if v < 0:
                 raise DispatchInputError(f"{name} must be >= 0, got {v}")
             set_(self, name, v)
-        for name in ("terminal_soc_value_per_kwh", "previous_community_net_kwh"):
-            if getattr(self, name) is not None:
-                set_(self, name, _finite(name, getattr(self, name)))
-        if self.terminal_soc_value_per_kwh is not None and self.terminal_soc_value_per_kwh < 0:
-            raise DispatchInputError("terminal_soc_value_per_kwh must be >= 0")
+        if self.previous_community_net_kwh is not None:
+            set_(
+                self,
+                "previous_community_net_kwh",
+                _finite("previous_community_net_kwh", self.previous_community_net_kwh),
+            )
+        tv = self.terminal_soc_value_per_kwh
+        if tv is not None:
+            values = (
+                {b: tv[b] if b in tv else 0.0 for b in batteries}
+                if isinstance(tv, Mapping)
+                else dict.fromkeys(batteries, tv)
+            )
+            values = {b: _finite(f"terminal_soc_value_per_kwh[{b}]", v) for b, v in values.items()}
+            if any(v < 0 for v in values.values()):
+                raise DispatchInputError("terminal_soc_value_per_kwh must be >= 0")
+            set_(self, "terminal_soc_value_per_kwh", types.MappingProxyType(values))
         if self.feeder_cap_kwh is not None:
             cap = _finite("feeder_cap_kwh", self.feeder_cap_kwh)
             if cap < 0:
@@ -517,7 +529,7 @@ class _ModelData:
     initial_soc: dict[str, float]
     incentive: float
     penalty: float
-    terminal_value: float | None = None
+    terminal_value: Mapping[str, float] | None = None
     ramp_penalty: float = 0.0
     prev_net: float | None = None
     peak_charge: float = 0.0
@@ -888,9 +900,13 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
             terms.append(w * d.peak_charge * m.peak[s])
     if d.standalone:
         terms.extend(STANDALONE_SLACK_PENALTY * m.standalone_slack[p] for p in d.players)
-    if d.batteries and d.terminal_value is not None and d.terminal_value > 0:
+    if d.batteries and d.terminal_value is not None:
         last = d.intervals[-1]
-        terms.extend(-d.terminal_value * m.soc[b, last] for b in d.batteries)
+        terms.extend(
+            -d.terminal_value[b] * m.soc[b, last]
+            for b in d.batteries
+            if d.terminal_value[b] >= COEF_EPS
+        )
     if d.batteries and d.penalty > 0:
         terms.extend(
             d.penalty * (m.charge[b, t] + m.discharge[b, t])

@@ -15,6 +15,8 @@ EXPECTED_ASSETS = {
     "allocations",
     "anomalies",
     "reports",
+    "realised_flows",
+    "evaluation",
 }
 
 
@@ -32,6 +34,19 @@ def test_definitions_load_with_all_assets_checks_job_and_schedule():
     job = defs.resolve_job_def("daily")
     assert job.partitions_def is not None
     assert defs.resolve_schedule_def("daily_schedule").cron_schedule == "0 6 * * *"
+    evaluate = defs.resolve_job_def("evaluate")
+    assert {k.to_user_string() for k in evaluate.asset_layer.executable_asset_keys} == {
+        "realised_flows",
+        "evaluation",
+    }
+
+
+def test_settlement_depends_on_the_real_time_layer():
+    graph = defs.get_repository_def().asset_graph
+    parents = {
+        k.to_user_string() for k in graph.get(dg.AssetKey("allocations")).parent_keys
+    }
+    assert "realised_flows" in parents
 
 
 def test_blocking_checks_stand_before_money():
