@@ -5,7 +5,6 @@ import json
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 from dagster import AssetKey
 
 from assets.forecast import scenarios
@@ -67,11 +66,35 @@ def plan_dir(ecm: EcmResource, day: dt.date):
     return d
 
 
+def _carried_specs(wh, bats: dict[str, BatterySpec], day: dt.date) -> dict[str, BatterySpec]:
+    """Batteries starting the day where ECM's real-time layer left them the day before.
+
+    Without a realised previous day the configured initial SoC stands. The plan ends the day
+    where it starts.
+    """
+    prev = wh.query(
+        "SELECT member_id, soc_kwh FROM realised_flows WHERE day = ? AND controller = 'ecm' "
+        "AND ts = (SELECT max(ts) FROM realised_flows WHERE day = ? AND controller = 'ecm')",
+        [day - dt.timedelta(days=1), day - dt.timedelta(days=1)],
+    )
+    soc = dict(zip(prev["member_id"], prev["soc_kwh"], strict=True))
+    out = {}
+    for p, b in bats.items():
+        frac = b.initial_soc_fraction
+        if p in soc:
+            frac = min(max(float(soc[p]) / b.capacity_kwh, b.min_soc_fraction), 1.0)
+        out[p] = BatterySpec(
+            b.capacity_kwh, b.power_kw, b.round_trip_efficiency, frac, b.min_soc_fraction
+        )
+    return out
+
+
 def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
     """The dispatch LP's inputs for a day, from the scenarios and prices tables."""
     scen = wh.read_day("scenarios", day)
     ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
     players, bats = players_and_batteries(cfg)
+    bats = _carried_specs(wh, bats, day)
     probs = scen.groupby("scenario")["probability"].first().sort_index().to_numpy()
     imp = price_matrix(scen, ts)
     exp = np.broadcast_to(export_prices(wh, day)["price_per_kwh"].to_numpy(), imp.shape).copy()
@@ -209,31 +232,6 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
             ),
         }
     )
-
-
-def _battery_arrays(
-    players: list[str], bats: dict[str, BatterySpec], hours: float
-) -> tuple[np.ndarray, ...]:
-    """capacity, power per interval, one-way efficiency, initial and min SoC per player."""
-
-    def arr(f):
-        return np.array([f(bats[p]) if p in bats else 0.0 for p in players])
-
-    return (
-        arr(lambda b: b.capacity_kwh),
-        arr(lambda b: b.power_kw * hours),
-        arr(lambda b: b.round_trip_efficiency**0.5),
-        arr(lambda b: b.initial_soc_fraction * b.capacity_kwh),
-        arr(lambda b: b.min_soc_fraction * b.capacity_kwh),
-    )
-
-
-def _actual_matrix(
-    act: pd.DataFrame, target: str, players: list[str], ts: list, ids: dict[str, str]
-) -> np.ndarray:
-    g = act[act["target"] == target].pivot_table(index="unique_id", columns="ts", values="y")
-    g = g.reindex(index=[ids.get(p, p) for p in players], columns=ts)
-    return g.fillna(0.0).to_numpy(dtype=float)
 
 
 def _require_checks_passed(ecm: EcmResource, cfg: CommunityConfig, day: dt.date) -> None:

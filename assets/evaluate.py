@@ -6,7 +6,6 @@
 controller's flows against members acting alone with the SoC carried the same way.
 """
 
-
 import datetime as dt
 
 import dagster as dg

@@ -73,7 +73,7 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     partitions_def=daily_partitions,
     kinds={"html"},
     group_name="review",
-    deps=[dispatch_plan, allocations, anomalies, forecasts],
+    deps=[dispatch_plan, allocations, anomalies, forecasts, dg.AssetKey("evaluation")],
 )
 def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """The operator's plan report and one statement per member, as HTML under reports/."""
@@ -95,6 +95,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         allocations=alloc,
         settlement_rule=cfg.fairness.settlement_rule,
         solve_info=saved["solve_info"],
+        realised=wh.read_day("evaluation", day),
         **common,
     )
     statements = render_member_statements(

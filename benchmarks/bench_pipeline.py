@@ -31,9 +31,16 @@ def dispatch_case(n_players: int, n_scen: int, n_t: int = 24, seed: int = 0) -> 
     bats = {f"P{i}": BatterySpec(6.4, 5.0, 0.9) for i in range(n_players)}
     return DispatchInputs(
         ts=tuple(pd.date_range("2017-06-14 07:00", periods=n_t, freq="h", tz="UTC")),
-        interval_hours=1.0, players=tuple(bats), batteries=bats, load_kwh=load, pv_kwh=pv,
-        import_price=price, export_price=np.full((n_scen, n_t), 0.05),
-        probabilities=np.full(n_scen, 1 / n_scen), incentive_per_kwh=0.10)
+        interval_hours=1.0,
+        players=tuple(bats),
+        batteries=bats,
+        load_kwh=load,
+        pv_kwh=pv,
+        import_price=price,
+        export_price=np.full((n_scen, n_t), 0.05),
+        probabilities=np.full(n_scen, 1 / n_scen),
+        incentive_per_kwh=0.10,
+    )
 
 
 def main() -> None:
@@ -48,16 +55,26 @@ def main() -> None:
         t1 = time.perf_counter()
         rep = solve(m, time_limit_s=600)
         t2 = time.perf_counter()
-        t.add_row("dispatch LP", f"{n_p} players x {n_s} scen x 24 h", f"{t1 - t0:.2f}",
-                  f"{t2 - t1:.2f}", f"{rep.n_variables} vars, {rep.termination_condition}")
+        t.add_row(
+            "dispatch LP",
+            f"{n_p} players x {n_s} scen x 24 h",
+            f"{t1 - t0:.2f}",
+            f"{t2 - t1:.2f}",
+            f"{rep.n_variables} vars, {rep.termination_condition}",
+        )
     rng = np.random.default_rng(1)
     for n in (12, 16, 18):
-        imp, exp = rng.gamma(1, 1, (n, 24)), rng.gamma(1, 1, (n, 24)) * (rng.random((n, 1)) > .5)
+        imp, exp = rng.gamma(1, 1, (n, 24)), rng.gamma(1, 1, (n, 24)) * (rng.random((n, 1)) > 0.5)
         t0 = time.perf_counter()
         v = coalition_values(imp, exp)
         phi = shapley_exact(v, n)
-        t.add_row("exact Shapley", f"{n} players ({2 ** n:,} coalitions)", "-",
-                  f"{time.perf_counter() - t0:.2f}", f"sum {phi.sum():.3f} = v(N) {v[-1]:.3f}")
+        t.add_row(
+            "exact Shapley",
+            f"{n} players ({2**n:,} coalitions)",
+            "-",
+            f"{time.perf_counter() - t0:.2f}",
+            f"sum {phi.sum():.3f} = v(N) {v[-1]:.3f}",
+        )
     cfg = load_config(demo.DEFAULT_CONFIG)
     day = cfg.community.demo_day
     start = day_bounds_utc(day - dt.timedelta(days=75), cfg.community.timezone)[0]
@@ -66,21 +83,28 @@ def main() -> None:
     smap = {m.metering_point("consumption"): ("load", m.id) for m in cfg.members}
     smap.update({m.metering_point("production"): ("pv", m.id) for m in cfg.members})
     smap[cfg.shared_assets.pv.metering_point] = ("pv", cfg.shared_assets.pv.id)
-    act = rows.assign(target=rows.metering_point_id.map(lambda x: smap[x][0]),
-                      unique_id=rows.metering_point_id.map(lambda x: smap[x][1]),
-                      y=rows.kwh)[["target", "unique_id", "ts", "y"]]
+    act = rows.assign(
+        target=rows.metering_point_id.map(lambda x: smap[x][0]),
+        unique_id=rows.metering_point_id.map(lambda x: smap[x][1]),
+        y=rows.kwh,
+    )[["target", "unique_id", "ts", "y"]]
     p = demo.import_price_rows(cfg.resolve(cfg.tariffs.import_price_source), start, end)
-    act = pd.concat([act, p.rename(columns={"price": "y"}).assign(target="price",
-                                                                  unique_id="import")])
+    act = pd.concat(
+        [act, p.rename(columns={"price": "y"}).assign(target="price", unique_id="import")]
+    )
     t0 = time.perf_counter()
     res = forecast_community(act, demo.weather_rows(start, end + pd.Timedelta(days=1)), day, cfg)
     secs = time.perf_counter() - t0
     for target, r in res.items():
         m = r.metrics
-        t.add_row(f"forecast {target}", f"{r.forecasts.unique_id.nunique()} series",
-                  "-", f"{secs / 3:.2f} (avg)",
-                  f"pinball skill vs naive {m['lightgbm']['pinball_skill']:+.1%}, "
-                  f"coverage80 {m[r.champion]['coverage_80']:.0%}, champion {r.champion}")
+        t.add_row(
+            f"forecast {target}",
+            f"{r.forecasts.unique_id.nunique()} series",
+            "-",
+            f"{secs / 3:.2f} (avg)",
+            f"pinball skill vs naive {m['lightgbm']['pinball_skill']:+.1%}, "
+            f"coverage80 {m[r.champion]['coverage_80']:.0%}, champion {r.champion}",
+        )
     console.print(t)
 
 

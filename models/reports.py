@@ -171,6 +171,30 @@ Energies in kWh, money in {{ currency }}.</p>
 {% endfor %}
 </table>
 
+<h2>Plan and what was realised</h2>
+{% if realised_rows %}
+<p>The expected figures above are the day-ahead plan's own promise. What settles is the metered
+day under ECM's real-time layer (self-consumption on each actual interval plus the plan's
+deliberate deviations, re-planned every interval), shown beside the simple rules and the
+perfect-foresight bound, with the state of charge carried from the day before.</p>
+<table id="realised">
+<tr><th>controller</th><th class="num">grid cost</th><th class="num">incentive</th>
+<th class="num">net cost</th><th class="num">benefit vs acting alone</th>
+<th class="num">peak import [kWh]</th><th class="num">ramping [kWh]</th>
+<th class="num">fallback intervals</th></tr>
+{% for r in realised_rows %}
+<tr><td>{{ r.controller }}</td><td class="num">{{ r.grid_cost }}</td>
+<td class="num">{{ r.incentive }}</td><td class="num"><b>{{ r.net_cost }}</b></td>
+<td class="num">{{ r.benefit }}</td><td class="num">{{ r.peak }}</td>
+<td class="num">{{ r.ramping }}</td><td class="num">{{ r.fallback }}</td></tr>
+{% endfor %}
+</table>
+<p>Plan's expected net cost {{ plan_net_cost }}; realised under ECM {{ realised_net_cost }}
+({{ realised_vs_plan }}).</p>
+{% else %}
+<p class="note">Not yet realised: the day's metered replay (realised_flows) is not stored.</p>
+{% endif %}
+
 <h2>Forecasts: community load, PV and price</h2>
 {{ fig_forecasts }}
 <p class="note">Load is summed over members, PV over rooftops and the shared plant; the bands
@@ -371,8 +395,12 @@ def render_plan_report(
     solve_info: Mapping[str, object],
     members: pd.DataFrame | None = None,
     owner_id: str = "COMMUNITY",
+    realised: pd.DataFrame | None = None,
 ) -> Path:
     """Write the operators' daily plan report.
+
+    ``realised`` (optional) holds the day's ``evaluation`` rows: the metered day under every
+    controller, shown beside the plan.
 
     Parameters
     ----------
@@ -461,6 +489,7 @@ def render_plan_report(
         "member_rows": _member_plan_rows(expected, names, owner_id),
         **_anomaly_context(anomalies, zone),
         "allocation_tables": _allocation_tables(allocations, settlement_rule, names, owner_id),
+        **_realised_context(realised, summary, currency),
     }
     html = _ENV.get_template("plan.html").render(**context)
 
@@ -607,6 +636,37 @@ def render_member_statements(
     _atomic_write(index_path, index)
     paths.append(index_path)
     return paths
+
+
+def _realised_context(
+    realised: pd.DataFrame | None, summary: Mapping[str, float], currency: str
+) -> dict[str, Any]:
+    """Rows of the plan-vs-realised table (empty when the day is not realised)."""
+    if realised is None or realised.empty:
+        return {"realised_rows": []}
+    rows = []
+    for _, r in realised.iterrows():
+        rows.append(
+            {
+                "controller": str(r["controller"]),
+                "grid_cost": _fmt(r["grid_cost"]),
+                "incentive": _fmt(r["incentive"]),
+                "net_cost": _fmt(r["net_cost"]),
+                "benefit": _fmt(r["benefit"]),
+                "peak": _fmt(r["peak_import_kwh"], 1),
+                "ramping": _fmt(r["ramping_kwh"], 1),
+                "fallback": int(r["fallback_intervals"]),
+            }
+        )
+    ecm = realised[realised["controller"] == "ecm"]
+    plan_net = float(summary.get("expected_net_cost", float("nan")))
+    real_net = float(ecm["net_cost"].iloc[0]) if len(ecm) else float("nan")
+    return {
+        "realised_rows": rows,
+        "plan_net_cost": f"{_fmt(plan_net)} {currency}",
+        "realised_net_cost": f"{_fmt(real_net)} {currency}",
+        "realised_vs_plan": f"{real_net - plan_net:+.2f} {currency} against the plan",
+    }
 
 
 def write_plotlyjs(directory: Path) -> Path:

@@ -43,9 +43,7 @@ def test_definitions_load_with_all_assets_checks_job_and_schedule():
 
 def test_settlement_depends_on_the_real_time_layer():
     graph = defs.get_repository_def().asset_graph
-    parents = {
-        k.to_user_string() for k in graph.get(dg.AssetKey("allocations")).parent_keys
-    }
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("allocations")).parent_keys}
     assert "realised_flows" in parents
 
 

@@ -39,7 +39,7 @@ def wh(home):
 
 def test_every_table_has_rows_for_the_day(wh):
     counts = wh.row_counts()
-    assert set(counts) == set(TABLES) and len(counts) == 11
+    assert set(counts) == set(TABLES) and len(counts) == 13
     for name, n in counts.items():
         assert n > 0, name
     for name, t in TABLES.items():
@@ -78,6 +78,41 @@ def test_allocations_two_rules_whole_cents_same_total(wh):
     }
 
 
+def test_realised_flows_balance_within_limits_for_every_controller(wh):
+    r = wh.read_day("realised_flows", DAY)
+    assert set(r.controller) == {"no_battery", "self_consumption", "ecm", "perfect_foresight"}
+    assert r.groupby(["controller", "member_id"]).size().eq(24).all()
+    bal = (r.load_kwh - r.pv_kwh + r.charge_kwh - r.discharge_kwh) - (r.import_kwh - r.export_kwh)
+    assert np.abs(bal).max() < 1e-9
+    assert ((r.import_kwh == 0) | (r.export_kwh == 0)).all()
+    assets = wh.read("assets").set_index("owner_id")
+    bats = assets[assets.asset_type == "battery"]
+    cap = r.member_id.map(bats.capacity_kwh).fillna(0)
+    power = r.member_id.map(bats.power_kw).fillna(0)
+    assert (r.soc_kwh <= cap + 1e-9).all() and (r.soc_kwh >= -1e-9).all()
+    assert (r.charge_kwh <= power + 1e-9).all() and (r.discharge_kwh <= power + 1e-9).all()
+    ecm = r[r.controller == "ecm"]
+    assert set(ecm["mode"]) <= {"optimised", "fallback_rule"}
+    # the metered load and PV are the same for every controller
+    piv = r.pivot_table(index=["member_id", "ts"], columns="controller", values="load_kwh")
+    assert np.allclose(piv.to_numpy(), piv.to_numpy()[:, :1])
+
+
+def test_evaluation_rows_and_settlement_on_realised_flows(wh):
+    e = wh.read_day("evaluation", DAY).set_index("controller")
+    assert set(e.index) == {"no_battery", "self_consumption", "ecm", "perfect_foresight"}
+    assert np.allclose(e.net_cost, e.grid_cost - e.incentive)
+    assert np.allclose(e.benefit, e.standalone_cost - e.net_cost)
+    a = wh.read_day("allocations", DAY)
+    r = wh.read_day("realised_flows", DAY)
+    ecm_import = r[r.controller == "ecm"].groupby("member_id").import_kwh.sum()
+    settled = a[a.is_settlement].set_index("member_id").import_kwh
+    assert np.allclose(settled.sort_index(), ecm_import.reindex(settled.index).sort_index())
+    amounts = a[a.is_settlement].amount.apply(lambda v: Decimal(str(v)))
+    total = sum(amounts, Decimal(0))
+    assert abs(float(total) - float(e.loc["ecm", "benefit"])) < 0.01 * 18
+
+
 def test_forecasts_have_bands_models_and_champion(wh):
     f = wh.read_day("forecasts", DAY)
     assert set(f.target) == {"load", "pv", "price"}
@@ -97,6 +132,7 @@ def test_reports_written(home):
     d = home / "reports" / DAY.isoformat()
     html = (d / "plan.html").read_text()
     assert "plotly" in html.lower()
+    assert 'id="realised"' in html and "perfect_foresight" in html
     statements = list((d / "statements").glob("M*.html"))
     assert len(statements) == 17
     assert (home / "mlflow" / "mlflow.db").exists()
@@ -113,3 +149,41 @@ def test_rerun_leaves_row_counts_unchanged_and_is_reproducible(wh):
     assert list(again.amount) == list(alloc.amount)
     plan2 = wh.read_day("dispatch_plan", DAY).sort_values(["member_id", "scenario", "ts"])
     assert np.allclose(plan2.charge_kwh, plan.charge_kwh, atol=1e-6)
+
+
+def test_evaluate_cli_fills_tables_carries_soc_and_writes_report(home, wh):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--start", "2017-06-12", "--end", "2017-06-13"])
+    assert result.exit_code == 0, result.output
+    r = wh.query(
+        "SELECT * FROM realised_flows WHERE day BETWEEN ? AND ?",
+        [dt.date(2017, 6, 12), dt.date(2017, 6, 13)],
+    )
+    assert len(r) == 2 * 4 * 18 * 24
+    for c, g in r.groupby("controller"):
+        first = g[g.day == dt.date(2017, 6, 12)].sort_values("ts").groupby("member_id").last()
+        nxt = g[g.day == dt.date(2017, 6, 13)].sort_values("ts").groupby("member_id").first()
+        eta = np.where(nxt.charge_kwh > 0, 0.9**0.5, 1.0)
+        start = (
+            nxt.soc_kwh
+            - eta * nxt.charge_kwh
+            + nxt.discharge_kwh / np.where(nxt.discharge_kwh > 0, 0.9**0.5, 1.0)
+        )
+        assert np.allclose(start, first.soc_kwh.reindex(start.index), atol=1e-6), c
+    report = home / "reports" / "evaluation" / "2017-06-12_2017-06-13.html"
+    assert report.exists() and "CityLearn" in report.read_text()
+
+
+def test_evaluate_cli_refuses_missing_meter_data_and_names_it(home, wh):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    before = wh.row_counts()
+    result = CliRunner().invoke(app, ["evaluate", "--start", "2016-08-02", "--end", "2016-08-03"])
+    assert result.exit_code == 2
+    assert "2016-08-02" in result.output and "MP-01-C" in result.output
+    assert wh.row_counts() == before
