@@ -147,22 +147,8 @@ def backfill(
     _prepare_home()
     _check_day(d0)
     _check_day(d1)
-    days = [d0 + dt.timedelta(days=i) for i in range((d1 - d0).days + 1)]
-    failed = []
-    with Progress(
-        TextColumn("[bold]backfill[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("", total=len(days))
-        for day in days:
-            progress.update(task, description=str(day))
-            ok, errors = materialise_day(day)
-            if not ok:
-                failed.append((day, errors))
-            progress.advance(task)
+    days = _days(d0, d1)
+    failed = _run_days(days, "daily", "backfill")
     for day, errors in failed:
         console.print(f"[red]{day} failed:[/red] " + "; ".join(errors))
     console.print(f"{len(days) - len(failed)} of {len(days)} days materialised")
