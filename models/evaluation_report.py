@@ -51,13 +51,14 @@ acting-alone baseline. Money in {{ currency }}.</p>
 {% endfor %}</table>
 <p>ECM closes <b>{{ gap_closed }}</b> of the gap between the self-consumption rule and perfect
 foresight on net cost.</p>
-<h2>CityLearn 2022 KPIs (ratio to no battery, lower is better)</h2>
+<h2>CityLearn 2022 KPIs of the {{ n_homes }} homes (ratio to no battery, lower is better)</h2>
 <table><tr><th>controller</th><th>cost</th><th>emissions</th><th>ramping</th>
 <th>1 - load factor</th></tr>
 {% for r in kpis %}<tr><td>{{ r.controller }}</td><td>{{ r.cost }}</td><td>{{ r.emissions }}</td>
 <td>{{ r.ramping }}</td><td>{{ r.one_minus_load_factor }}</td></tr>{% endfor %}</table>
-<p class="note">District net consumption e = sum over members and the community fund of import -
-export per interval. Cost = sum max(e, 0) x import price; emissions = sum max(e, 0) x carbon
+<p class="note">District net consumption e = sum over the members' homes (the community
+fund's plant and battery excluded, as in CityLearn) of import - export per interval.
+Cost = sum max(e, 0) x import price; emissions = sum max(e, 0) x carbon
 intensity; ramping = sum |e[t] - e[t-1]|; 1 - load factor = 1 - mean over days of
 mean(e)/max(e).</p>
 <h2>Cumulative net cost</h2>{{ fig_cum }}
@@ -179,8 +180,8 @@ def write_evaluation_report(
     rf = wh.query(
         "SELECT r.day, r.controller, r.ts, r.import_kwh, r.export_kwh, p.price_per_kwh AS "
         "import_price FROM realised_flows r JOIN prices p ON p.ts = r.ts AND "
-        "p.price_type = 'import' WHERE r.day BETWEEN ? AND ?",
-        [first, last],
+        "p.price_type = 'import' WHERE r.day BETWEEN ? AND ? AND r.member_id <> ?",
+        [first, last, cfg.shared_assets.owner_id],
     )
     carbon = None
     if cfg.tariffs.carbon_intensity_source and not rf.empty:
@@ -282,6 +283,7 @@ def write_evaluation_report(
         community=cfg.community.name,
         currency=cur,
         n_days=int(ev["day"].nunique()),
+        n_homes=len(cfg.members),
         plotly_js=PLOTLY_JS,
         totals=totals,
         gap_closed=f"{100 * (rule_cost - ecm_cost) / gap:.0f} %" if gap > 0 else "n/a",
