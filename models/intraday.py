@@ -16,6 +16,7 @@ for that day's own lags. Pure numpy: no dagster, no mlflow.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,8 @@ class IntradayForecaster:
         ok = lags >= 0
         vals = self.load_kwh[:, np.where(ok, lags, 0)]  # (P, K, h)
         vals = np.where(ok[None], vals, np.nan)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no history yet: 0 below
             out = np.nanmean(vals, axis=1)
         return np.nan_to_num(out, nan=0.0)
 
@@ -84,7 +86,8 @@ class IntradayForecaster:
         if i >= 1 + self.intervals_per_day:
             now, before = self.pv_kwh[:, i - 1], self.pv_kwh[:, i - 1 - self.intervals_per_day]
             recent = self.pv_kwh[:, i - 1 - self.intervals_per_day : i]
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 # scale only where yesterday produced something meaningful at that hour
                 ok = before > 0.1 * np.nanmax(recent, axis=1)
                 ratio = np.where(ok, now / before, 1.0)
