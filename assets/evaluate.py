@@ -334,17 +334,3 @@ def closed_loop_evaluation(context: dg.AssetExecutionContext, ecm: EcmResource):
             ),
         },
     )
-
-
-def _day_flows(rows: pd.DataFrame, fleet: Fleet, ts: list[pd.Timestamp]):
-    """A controller's ``realised_flows`` rows back as a :class:`DayFlows`."""
-    from optimisation.control import DayFlows
-
-    def m(col: str) -> np.ndarray:
-        g = rows.pivot(index="member_id", columns="ts", values=col)
-        return g.reindex(index=list(fleet.players), columns=ts).to_numpy(dtype=float)
-
-    mode = rows.drop_duplicates("ts").set_index("ts")["mode"].reindex(ts).to_numpy(dtype=object)
-    return DayFlows(
-        m("charge_kwh"), m("discharge_kwh"), m("soc_kwh"), m("import_kwh"), m("export_kwh"), mode
-    )
