@@ -12,14 +12,23 @@ operators keep these in spreadsheets: set ``master_data_file`` and see
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 FAIRNESS_RULES = ("pro_rata_consumption", "shapley")
 """Allocation rules ECM implements (see :mod:`optimisation.allocation`)."""
@@ -37,10 +46,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Ids of members, metering points and assets: letters, digits, ``_``, ``.`` and ``-``, not
+starting with a dot, at most 64 characters. They name files (statements), so nothing else."""
+
+
+def _safe_id(v: str) -> str:
+    if not re.fullmatch(SAFE_ID, v) or ".." in v:
+        raise ValueError(
+            f"unsafe id {v!r}: use letters, digits, '_', '.' and '-' (no '..', no spaces, "
+            "no slashes), starting with a letter or digit, at most 64 characters"
+        )
+    return v
+
+
+SafeId = Annotated[str, AfterValidator(_safe_id)]
+
+
 class MeteringPoint(_Strict):
     """A metering point: one measured energy flow of one member or shared asset."""
 
-    id: str = Field(min_length=1)
+    id: SafeId
     direction: Literal["consumption", "production"]
 
 
@@ -51,7 +77,7 @@ class Battery(_Strict):
     (one-way efficiency = sqrt(round trip)).
     """
 
-    id: str = Field(min_length=1)
+    id: SafeId
     capacity_kwh: float = Field(gt=0, description="usable energy capacity [kWh]")
     power_kw: float = Field(gt=0, description="max charge and discharge power [kW]")
     round_trip_efficiency: float = Field(gt=0, le=1)
@@ -68,7 +94,7 @@ class Battery(_Strict):
 class Member(_Strict):
     """A community member with its metering points and behind-the-meter assets."""
 
-    id: str = Field(min_length=1)
+    id: SafeId
     name: str
     kind: Literal["household", "business", "municipality"] = "household"
     joined: dt.date
@@ -105,25 +131,150 @@ class Member(_Strict):
 class SharedPV(_Strict):
     """The community PV plant. Its output profile is the mean measured per-kW profile."""
 
-    id: str = Field(min_length=1)
+    id: SafeId
     kwp: float = Field(gt=0, description="peak power [kWp]")
-    metering_point: str = Field(min_length=1)
+    metering_point: SafeId
 
 
 class SharedAssets(_Strict):
     """Assets owned by the community itself (not by one member)."""
 
-    owner_id: str = Field(default="COMMUNITY", description="the player id of the community fund")
+    owner_id: SafeId = Field(default="COMMUNITY", description="the player id of the community fund")
     pv: SharedPV | None = None
     battery: Battery | None = None
 
 
-class Tariffs(_Strict):
-    """Grid tariffs. The import price is a time-of-use series ingested into ``prices``."""
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_TYPES = (*WEEKDAYS, "holiday")
 
-    import_price_source: str = Field(description="file with the time-of-use import price")
-    import_price_unit: str = Field(description="unit of the import price file, e.g. USD/kWh")
-    export_price: float = Field(ge=0, description="flat export (feed-in) price [currency/kWh]")
+
+def _hour_ranges(v: Any) -> tuple[tuple[int, int], ...]:
+    """Parse ``"08-19"`` or a list of them into [from, to) local hours."""
+    items = [v] if isinstance(v, str) else list(v)
+    out = []
+    for item in items:
+        parts = str(item).split("-")
+        try:
+            a, b = (int(x) for x in parts)
+        except ValueError:
+            raise ValueError(f"hours {item!r} must read 'HH-HH', e.g. '08-19'") from None
+        if not 0 <= a < b <= 24:
+            raise ValueError(f"hours {item!r}: need 0 <= from < to <= 24")
+        out.append((a, b))
+    return tuple(out)
+
+
+class TouPeriod(_Strict):
+    """One period of a time-of-use tariff. Empty filters match everything.
+
+    A local interval is priced by the first period whose ``months``, ``days`` and ``hours``
+    all match it. On a holiday (``tariffs.holidays``) only periods that list ``holiday`` in
+    ``days``, or have no ``days`` filter, match.
+    """
+
+    name: str = Field(min_length=1)
+    price_per_kwh: float = Field(ge=0, description="[currency/kWh]")
+    months: tuple[int, ...] = Field(default=(), description="1..12; empty: every month")
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday"], ...] = ()
+    hours: tuple[tuple[int, int], ...] = Field(
+        default=(), description="local [from, to) hour ranges, e.g. ['08-19']; empty: all"
+    )
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= m <= 12 for m in v):
+            raise ValueError("months must be between 1 and 12")
+        return v
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _hours(cls, v: Any) -> Any:
+        if v is None or v == () or v == []:
+            return ()
+        if isinstance(v, tuple) and all(isinstance(x, tuple) for x in v):
+            return v
+        return _hour_ranges(v)
+
+    def matches(self, month: int, day_type: str, hour: int) -> bool:
+        """Whether the period covers a local (month, day type, hour)."""
+        if self.months and month not in self.months:
+            return False
+        if day_type == "holiday":
+            if self.days and "holiday" not in self.days:
+                return False
+        elif self.days and day_type not in self.days:
+            return False
+        return not self.hours or any(a <= hour < b for a, b in self.hours)
+
+
+class PriceSpec(_Strict):
+    """Where one price (import or export) comes from: exactly one of the three.
+
+    In YAML: a number (flat), ``inbox`` (price files dropped in ``inbox/prices/``), or
+    ``{time_of_use: [periods]}``.
+    """
+
+    flat: float | None = Field(default=None, ge=0, description="[currency/kWh]")
+    time_of_use: tuple[TouPeriod, ...] | None = None
+    inbox: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("a price is a number, 'inbox' or {time_of_use: [...]}")
+        if isinstance(v, int | float):
+            return {"flat": v}
+        if v == "inbox":
+            return {"inbox": True}
+        if isinstance(v, str):
+            raise ValueError(f"{v!r}: a price is a number, 'inbox' or {{time_of_use: [...]}}")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PriceSpec:
+        n = (self.flat is not None) + (self.time_of_use is not None) + int(self.inbox)
+        if n != 1:
+            raise ValueError("give exactly one of: a flat number, 'inbox', time_of_use")
+        if self.time_of_use is not None:
+            gaps = [
+                f"month {m} {d} {h:02d}h"
+                for m in range(1, 13)
+                for d in DAY_TYPES
+                for h in range(24)
+                if not any(p.matches(m, d, h) for p in self.time_of_use)
+            ]
+            if gaps:
+                raise ValueError(
+                    f"time_of_use leaves {len(gaps)} (month, day, hour) combinations unpriced, "
+                    f"e.g. {', '.join(gaps[:3])}: end with a period without filters"
+                )
+        return self
+
+    @property
+    def describe(self) -> str:
+        """Short label stored as the price's source."""
+        if self.flat is not None:
+            return "tariff:flat"
+        return "inbox" if self.inbox else "tariff:time_of_use"
+
+
+class Tariffs(_Strict):
+    """Grid tariffs: the import and export price, each flat, time-of-use or from price files.
+
+    Price files (``inbox/prices/``): ``ts, price_type, price_per_kwh`` and an optional
+    ``unit`` column (default :attr:`price_file_unit`), see :mod:`models.inbox`.
+    """
+
+    import_price: PriceSpec
+    export_price: PriceSpec
+    holidays: tuple[dt.date, ...] = Field(
+        default=(), description="local dates priced as 'holiday' by time-of-use periods"
+    )
+    price_file_unit: str | None = Field(
+        default=None, description="unit of price files without a unit column (default CUR/kWh)"
+    )
     carbon_intensity_source: str | None = Field(
         default=None, description="file with the grid carbon intensity [kg/kWh] by ts"
     )
@@ -256,8 +407,10 @@ class Community(_Strict):
     currency: str = Field(min_length=3, max_length=3)
     interval_minutes: Literal[15, 60] = 60
     first_day: dt.date = Field(description="first local day with data")
-    last_day: dt.date = Field(description="last local day with data")
-    demo_day: dt.date
+    last_day: dt.date | None = Field(
+        default=None, description="last local day with data; null: a live community"
+    )
+    demo_day: dt.date | None = Field(default=None, description="default day of `ecm demo`")
 
     @field_validator("timezone")
     @classmethod
@@ -282,7 +435,24 @@ class CommunityConfig(_Strict):
     scenarios: ScenarioSettings = ScenarioSettings()
     dispatch: DispatchSettings = DispatchSettings()
     control: ControlSettings = ControlSettings()
-    weather_source: Literal["bundled", "open-meteo"] = "bundled"
+    weather_source: Literal["inbox", "open-meteo", "none"] = Field(
+        default="inbox",
+        description="inbox: observation and forecast files dropped in inbox/weather/; "
+        "open-meteo: live forecasts; none: no weather (PV from clear-sky physics)",
+    )
+    inbox_dir: str | None = Field(
+        default=None,
+        description="the community's inbox folder (relative to this file); null: $ECM_HOME/inbox",
+    )
+    missing_data: Literal["refuse", "estimate"] = Field(
+        default="refuse",
+        description="a day with missing meter intervals is refused, or settled on flagged "
+        "estimates (same hour of the previous days)",
+    )
+    feed: Literal["none", "citylearn-2022"] = Field(
+        default="none",
+        description="a simulated distributor that delivers files into the inbox (demo only)",
+    )
     base_dir: Path | None = Field(default=None, description="folder of the config file")
 
     @model_validator(mode="after")
@@ -384,23 +554,48 @@ MASTER_DATA_SHEETS = {
         "min_soc_fraction",
     ],
 }
-"""Sheets and columns of the master-data workbook."""
+"""Sheets and required columns of the master-data workbook (``contracted_power_kw`` is an
+optional column of ``members``)."""
+
+_MEMBER_FIELD_COLUMN = {"id": "member_id", "left": "left", "joined": "joined"}
+_BATTERY_FIELD_COLUMN = {"id": "battery_id"}
 
 
 def _nan_to_none(v: Any) -> Any:
-    return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
+    if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+        return None
+    if isinstance(v, str) and not v.strip():
+        return None
+    return v
+
+
+def _date_cell(v: Any, where: str) -> dt.date | None:
+    v = _nan_to_none(v)
+    if v is None:
+        return None
+    try:
+        return pd.Timestamp(v).date()
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}: not a date: {v!r}") from None
 
 
 def read_master_data_excel(path: str | Path) -> list[dict[str, Any]]:
     """Read members, metering points and batteries from an Excel workbook.
 
-    The workbook has the sheets and columns of :data:`MASTER_DATA_SHEETS`. The result is the
-    ``members`` list of the configuration, validated later with the rest of it.
+    The workbook has the sheets and columns of :data:`MASTER_DATA_SHEETS`. Every member is
+    validated here, so an error names the sheet, the row (as Excel shows it, the header is
+    row 1) and the column.
+
+    Returns
+    -------
+    list of dict
+        The ``members`` list of the configuration.
 
     Raises
     ------
     ConfigError
-        Naming the file, sheet, row (1-based, as Excel shows it) and column.
+        Missing sheet or column, empty, duplicate or unsafe id, a metering point or battery
+        whose member does not exist, a member with two batteries, or an invalid value.
     """
     path = Path(path)
     try:
@@ -409,40 +604,119 @@ def read_master_data_excel(path: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"{path}: cannot read workbook: {exc}") from None
     for sheet, cols in MASTER_DATA_SHEETS.items():
         if sheet not in sheets:
-            raise ConfigError(f"{path}: missing sheet {sheet!r}")
+            raise ConfigError(
+                f"{path}: missing sheet {sheet!r} (the workbook needs the sheets "
+                f"{', '.join(MASTER_DATA_SHEETS)}; see 'Onboard your community' in the README)"
+            )
+        sheets[sheet].columns = [str(c).strip() for c in sheets[sheet].columns]
         missing = [c for c in cols if c not in sheets[sheet].columns]
         if missing:
-            raise ConfigError(f"{path}: sheet {sheet!r} misses columns {missing}")
+            raise ConfigError(f"{path}: sheet {sheet!r} row 1: missing columns {missing}")
+
+    def where(sheet: str, row: int, col: str) -> str:
+        return f"{path}: sheet {sheet!r} row {row} column {col!r}"
+
+    def ident(sheet: str, row: int, col: str, value: Any) -> str:
+        v = _nan_to_none(value)
+        if v is None:
+            raise ConfigError(f"{where(sheet, row, col)}: empty")
+        v = str(v).strip()
+        try:
+            return _safe_id(v)
+        except ValueError as exc:
+            raise ConfigError(f"{where(sheet, row, col)}: {exc}") from None
+
     members: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for i, row in sheets["members"].iterrows():
-        mid = _nan_to_none(row["member_id"])
-        if mid is None:
+        r = int(i) + 2
+        mid = ident("members", r, "member_id", row["member_id"])
+        if mid in members:
             raise ConfigError(
-                f"{path}: sheet 'members' row {int(i) + 2} column 'member_id' is empty"
+                f"{where('members', r, 'member_id')}: duplicate member id {mid!r} "
+                f"(first on row {rows[mid]['members']})"
             )
-        members[str(mid)] = {
-            "id": str(mid),
-            "name": str(row["name"]),
+        joined = _date_cell(row["joined"], where("members", r, "joined"))
+        if joined is None:
+            raise ConfigError(f"{where('members', r, 'joined')}: empty")
+        rec = {
+            "id": mid,
+            "name": str(_nan_to_none(row["name"]) or mid),
             "kind": _nan_to_none(row["kind"]) or "household",
-            "joined": pd.Timestamp(row["joined"]).date(),
-            "left": None if _nan_to_none(row["left"]) is None else pd.Timestamp(row["left"]).date(),
-            "pv_kwp": float(_nan_to_none(row["pv_kwp"]) or 0.0),
+            "joined": joined,
+            "left": _date_cell(row["left"], where("members", r, "left")),
+            "pv_kwp": _nan_to_none(row["pv_kwp"]) or 0.0,
             "source_building": _nan_to_none(row["source_building"]),
             "metering_points": [],
         }
-    for sheet, key in (("metering_points", "metering_points"), ("batteries", "battery")):
-        for i, row in sheets[sheet].iterrows():
-            mid = str(row["member_id"])
-            if mid not in members:
-                raise ConfigError(
-                    f"{path}: sheet {sheet!r} row {int(i) + 2} column 'member_id': "
-                    f"unknown member {mid!r}"
+        if "contracted_power_kw" in row.index and _nan_to_none(row["contracted_power_kw"]):
+            rec["contracted_power_kw"] = row["contracted_power_kw"]
+        members[mid] = rec
+        rows[mid] = {"members": r, "metering_points": [], "batteries": None}
+    seen_mp: dict[str, int] = {}
+    for i, row in sheets["metering_points"].iterrows():
+        r = int(i) + 2
+        mp = ident("metering_points", r, "metering_point_id", row["metering_point_id"])
+        if mp in seen_mp:
+            raise ConfigError(
+                f"{where('metering_points', r, 'metering_point_id')}: duplicate metering point "
+                f"{mp!r} (first on row {seen_mp[mp]})"
+            )
+        seen_mp[mp] = r
+        mid = ident("metering_points", r, "member_id", row["member_id"])
+        if mid not in members:
+            raise ConfigError(
+                f"{where('metering_points', r, 'member_id')}: unknown member {mid!r} "
+                "(not in sheet 'members')"
+            )
+        members[mid]["metering_points"].append(
+            {"id": mp, "direction": str(_nan_to_none(row["direction"]) or "").strip()}
+        )
+        rows[mid]["metering_points"].append(r)
+    seen_bat: dict[str, int] = {}
+    for i, row in sheets["batteries"].iterrows():
+        r = int(i) + 2
+        bid = ident("batteries", r, "battery_id", row["battery_id"])
+        if bid in seen_bat:
+            raise ConfigError(
+                f"{where('batteries', r, 'battery_id')}: duplicate battery {bid!r} "
+                f"(first on row {seen_bat[bid]})"
+            )
+        seen_bat[bid] = r
+        mid = ident("batteries", r, "member_id", row["member_id"])
+        if mid not in members:
+            raise ConfigError(
+                f"{where('batteries', r, 'member_id')}: battery without a member: unknown "
+                f"member {mid!r} (not in sheet 'members')"
+            )
+        if rows[mid]["batteries"] is not None:
+            raise ConfigError(
+                f"{where('batteries', r, 'member_id')}: member {mid!r} already has a battery "
+                f"(row {rows[mid]['batteries']}); one battery per member"
+            )
+        rec = {c: _nan_to_none(row[c]) for c in MASTER_DATA_SHEETS["batteries"][2:]}
+        members[mid]["battery"] = {"id": bid, **{k: v for k, v in rec.items() if v is not None}}
+        rows[mid]["batteries"] = r
+    for mid, rec in members.items():
+        try:
+            Member.model_validate(rec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = [str(x) for x in err["loc"]]
+            if loc and loc[0] == "battery":
+                field = loc[1] if len(loc) > 1 else "battery_id"
+                at = where(
+                    "batteries", rows[mid]["batteries"], _BATTERY_FIELD_COLUMN.get(field, field)
                 )
-            if key == "metering_points":
-                members[mid][key].append(
-                    {"id": str(row["metering_point_id"]), "direction": str(row["direction"])}
+            elif loc and loc[0] == "metering_points" and len(loc) > 1 and loc[1].isdigit():
+                field = loc[2] if len(loc) > 2 else "metering_point_id"
+                at = where(
+                    "metering_points",
+                    rows[mid]["metering_points"][int(loc[1])],
+                    "metering_point_id" if field == "id" else field,
                 )
             else:
-                rec = {c: _nan_to_none(row[c]) for c in MASTER_DATA_SHEETS["batteries"][2:]}
-                members[mid][key] = {"id": str(row["battery_id"]), **rec}
+                field = loc[0] if loc else "member_id"
+                at = where("members", rows[mid]["members"], _MEMBER_FIELD_COLUMN.get(field, field))
+            raise ConfigError(f"{at}: {err['msg']} (member {mid!r})") from None
     return list(members.values())

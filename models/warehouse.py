@@ -172,6 +172,132 @@ class Warehouse:
             [],
         )
 
+    INBOX_KEYS = {
+        "meters": ("meter_readings", ("metering_point_id", "ts")),
+        "prices": ("prices", ("ts", "price_type")),
+        "weather": ("weather", ("ts", "issue_time", "kind", "source")),
+    }
+    """Table and key each inbox kind is stored into."""
+
+    def inbox_status(self, sha256: str) -> str | None:
+        """Status of a file in ``inbox_files`` (processed | rejected), or None if never seen."""
+        df = self.query("SELECT status FROM inbox_files WHERE sha256 = ?", [sha256])
+        return None if df.empty else str(df["status"].iloc[0])
+
+    def record_inbox_file(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one ``inbox_files`` record (a rejected file)."""
+        df = conform("inbox_files", pd.DataFrame([dict(record)]))
+        self._swap(
+            "inbox_files",
+            df,
+            "DELETE FROM inbox_files USING _ecm_new_rows n WHERE inbox_files.sha256 = n.sha256",
+            [],
+        )
+
+    def store_inbox_file(
+        self, kind: str, rows: pd.DataFrame, record: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Store a validated inbox file and its ``inbox_files`` record in one transaction.
+
+        Stored rows with the same key are replaced. For meter readings, a replaced row whose
+        value or quality differs (a correction) is first copied to ``meter_readings_history``
+        with the file that replaced it.
+
+        Returns
+        -------
+        dict
+            ``new_rows``, ``corrected_rows`` and ``corrected_days`` (local days).
+        """
+        table, key = self.INBOX_KEYS[kind]
+        t = TABLES[table]
+        rows = conform(table, rows)
+        on = " AND ".join(f"o.{k} = n.{k}" for k in key)
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("_ecm_new_rows", rows)
+                existing = int(
+                    con.execute(
+                        f"SELECT count(*) FROM {table} o JOIN _ecm_new_rows n ON {on}"  # noqa: S608
+                    ).fetchone()[0]
+                )
+                corrected = pd.DataFrame(columns=["day"])
+                if kind == "meters":
+                    corrected = con.execute(
+                        "SELECT o.*, n.kwh AS new_kwh FROM meter_readings o JOIN _ecm_new_rows n "
+                        "ON o.metering_point_id = n.metering_point_id AND o.ts = n.ts "
+                        "WHERE o.kwh <> n.kwh OR o.quality <> n.quality"
+                    ).df()
+                    if len(corrected):
+                        corrected["superseded_at"] = record["received_at"]
+                        corrected["superseded_by"] = record["file_name"]
+                        hist = conform("meter_readings_history", _normalise(corrected))
+                        hcols = ", ".join(
+                            f'"{c}"' for c in TABLES["meter_readings_history"].column_names
+                        )
+                        con.register("_ecm_hist", hist)
+                        con.execute(
+                            f"INSERT INTO meter_readings_history ({hcols}) "  # noqa: S608
+                            f"SELECT {hcols} FROM _ecm_hist"
+                        )
+                        con.unregister("_ecm_hist")
+                con.execute(
+                    f"DELETE FROM {table} o USING _ecm_new_rows n WHERE {on}"  # noqa: S608
+                )
+                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+                con.unregister("_ecm_new_rows")
+                days = sorted({pd.Timestamp(d).date() for d in corrected["day"]})
+                rec = dict(record)
+                rec.update(
+                    new_rows=len(rows) - existing,
+                    corrected_rows=len(corrected),
+                    corrected_days=",".join(d.isoformat() for d in days),
+                )
+                recdf = conform("inbox_files", pd.DataFrame([rec]))
+                con.register("_ecm_rec", recdf)
+                con.execute("DELETE FROM inbox_files WHERE sha256 = ?", [rec["sha256"]])
+                rcols = ", ".join(f'"{c}"' for c in TABLES["inbox_files"].column_names)
+                con.execute(f"INSERT INTO inbox_files ({rcols}) SELECT {rcols} FROM _ecm_rec")  # noqa: S608
+                con.unregister("_ecm_rec")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return {
+            "new_rows": len(rows) - existing,
+            "corrected_rows": len(corrected),
+            "corrected_days": days,
+        }
+
+    def insert_missing_readings(self, df: pd.DataFrame) -> int:
+        """Insert meter readings only where no reading is stored (estimates never overwrite).
+
+        Returns
+        -------
+        int
+            Rows inserted.
+        """
+        df = conform("meter_readings", df)
+        cols = ", ".join(f'"{c}"' for c in TABLES["meter_readings"].column_names)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("_ecm_new_rows", df)
+                n = int(
+                    con.execute(
+                        f"INSERT INTO meter_readings ({cols}) SELECT {cols} FROM _ecm_new_rows n "  # noqa: S608
+                        "WHERE NOT EXISTS (SELECT 1 FROM meter_readings o WHERE "
+                        "o.metering_point_id = n.metering_point_id AND o.ts = n.ts)"
+                    ).fetchone()[0]
+                )
+                con.unregister("_ecm_new_rows")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return n
+
     def _swap(self, table: str, df: pd.DataFrame, delete_sql: str, params: Sequence[Any]) -> int:
         """In one transaction: run ``delete_sql`` (may refer to the new rows as
         ``_ecm_new_rows``), insert ``df``, commit; roll back on any error."""
