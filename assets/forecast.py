@@ -43,11 +43,17 @@ def forecasts(
         bt_dir.mkdir(parents=True, exist_ok=True)
         res.backtest.to_parquet(bt_dir / f"{target}.parquet", index=False)
         frames.append(
-            res.forecasts.assign(day=day, issue_time=res.issue_time, mlflow_run_id=run_id)
+            res.forecasts.assign(
+                day=day,
+                issue_time=res.issue_time,
+                mlflow_run_id=run_id,
+                weather_basis=res.weather_basis,
+            )
         )
         table = pd.DataFrame(res.metrics).T[["mae", "rmse", "pinball", "coverage_80"]]
         meta[f"{target}_backtest"] = dg.MetadataValue.md(table.round(4).to_markdown())
         meta[f"{target}_champion"] = res.champion
+        meta[f"{target}_weather_basis"] = res.weather_basis
         meta[f"{target}_mlflow_run"] = run_id
     n = wh.replace("forecasts", pd.concat(frames, ignore_index=True), {"day": day})
     meta.update({"rows_written": n, "mlflow_tracking_uri": mlflow_tracker.uri()})

@@ -19,7 +19,9 @@ _community = load_config(config_path()).community
 
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=_community.first_day.isoformat(),
-    end_date=(_community.last_day + dt.timedelta(days=1)).isoformat(),
+    end_date=(
+        (_community.last_day + dt.timedelta(days=1)).isoformat() if _community.last_day else None
+    ),
     timezone=_community.timezone,
 )
 """One partition per local day; DST days have 23 or 25 hours."""

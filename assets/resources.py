@@ -1,8 +1,9 @@
 """Dagster resources: the ECM home (warehouse, config, reports), weather sources, MLflow.
 
-Each external source is an interface with a live and a fixture implementation, as in
-Dagster's example projects: ``WeatherSource`` -> ``OpenMeteoWeatherSource`` (live) and
-``BundledWeatherSource`` (the demo's recorded observations and forecasts, offline).
+Each external source is an interface with implementations, as in Dagster's example
+projects: ``WeatherSource`` -> ``OpenMeteoWeatherSource`` (live) or ``NoWeatherSource``
+(weather files come through the inbox); ``Feed`` -> ``NoFeed`` (files arrive by themselves)
+or ``CityLearnFeed`` (the demo's simulated distributor delivering the bundled data as files).
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def ecm_home() -> Path:
-    """``$ECM_HOME``, default ``.ecm/`` in the repository (read at call time, not import)."""
-    return Path(os.environ.get("ECM_HOME") or REPO_ROOT / ".ecm").resolve()
+    """``$ECM_HOME`` (read at call time, not import).
+
+    Default: ``.ecm/`` beside the community's ``$ECM_CONFIG`` file, so each community keeps
+    its own warehouse; ``.ecm/`` in the repository for the bundled demo.
+    """
+    if os.environ.get("ECM_HOME"):
+        return Path(os.environ["ECM_HOME"]).resolve()
+    if os.environ.get("ECM_CONFIG"):
+        return (Path(os.environ["ECM_CONFIG"]).resolve().parent / ".ecm").resolve()
+    return (REPO_ROOT / ".ecm").resolve()
 
 
 def config_path() -> Path:
@@ -57,6 +66,14 @@ class EcmResource(dg.ConfigurableResource):
         wh.init_schema()
         return wh
 
+    def inbox_dir(self) -> Path:
+        """The community's inbox: ``inbox_dir`` of the configuration (relative to its file),
+        else ``$ECM_HOME/inbox``."""
+        cfg = self.community()
+        p = cfg.resolve(cfg.inbox_dir) if cfg.inbox_dir else self.home_path() / "inbox"
+        p.mkdir(parents=True, exist_ok=True)
+        return p.resolve()
+
     def reports_dir(self) -> Path:
         """Folder of the HTML reports."""
         p = self.home_path() / "reports"
@@ -65,7 +82,10 @@ class EcmResource(dg.ConfigurableResource):
 
 
 class WeatherSource(dg.ConfigurableResource):
-    """Interface: weather observations and forecasts for valid times in [start, end)."""
+    """Interface: weather forecasts fetched live for valid times in [start, end).
+
+    Files (observations and recorded forecasts) come through the inbox instead.
+    """
 
     def fetch(
         self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
@@ -74,14 +94,14 @@ class WeatherSource(dg.ConfigurableResource):
         raise NotImplementedError
 
 
-class BundledWeatherSource(WeatherSource):
-    """The demo's recorded CityLearn observations and forecasts (offline)."""
+class NoWeatherSource(WeatherSource):
+    """Nothing to fetch: weather comes from inbox files, or there is none."""
 
     def fetch(
         self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame:
-        """Recorded rows, see :func:`models.demo.weather_rows`."""
-        return demo.weather_rows(start, end)
+        """No rows."""
+        return pd.DataFrame()
 
 
 class OpenMeteoWeatherSource(WeatherSource):
@@ -114,24 +134,64 @@ class OpenMeteoWeatherSource(WeatherSource):
         )
 
 
-class MeterSource(dg.ConfigurableResource):
-    """Interface: meter readings, in the documented file format, for [start, end)."""
+class Feed(dg.ConfigurableResource):
+    """Interface: a source that delivers files into the inbox (a distributor's push, an SFTP
+    pick-up). It delivers only what is not stored yet, and never writes to the warehouse."""
 
-    def fetch(
-        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-    ) -> tuple[pd.DataFrame, str]:
-        """Raw rows and a source label."""
-        raise NotImplementedError
+    def deliver(
+        self,
+        config: CommunityConfig,
+        inbox: Path,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        warehouse: Warehouse,
+    ) -> list[Path]:
+        """Write files for [start, end) into the inbox; return them."""
+        return []
 
 
-class BundledMeterSource(MeterSource):
-    """The demo community's measured CityLearn data, rendered in the meter file format."""
+class NoFeed(Feed):
+    """Files arrive in the inbox by themselves (the usual case)."""
 
-    def fetch(
-        self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
-    ) -> tuple[pd.DataFrame, str]:
-        """Rows of :func:`models.demo.meter_rows`."""
-        return demo.meter_rows(config, start, end), "bundled:citylearn_2022_buildings.parquet"
+
+class CityLearnFeed(Feed):
+    """The demo's simulated distributor: the bundled CityLearn 2022 data, as files."""
+
+    def deliver(
+        self,
+        config: CommunityConfig,
+        inbox: Path,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        warehouse: Warehouse,
+    ) -> list[Path]:
+        """See :func:`models.demo.deliver`."""
+        tz = config.community.timezone
+        first = start.tz_convert(tz).date()
+        last = (end - pd.Timedelta(seconds=1)).tz_convert(tz).date()
+        pairs = warehouse.query(
+            "SELECT DISTINCT metering_point_id, day FROM meter_readings "
+            "WHERE day BETWEEN ? AND ?",
+            [first, last],
+        )
+        stored = {
+            (m, pd.Timestamp(d).date())
+            for m, d in zip(pairs["metering_point_id"], pairs["day"], strict=True)
+        }
+        price_days = warehouse.query(
+            "SELECT DISTINCT day FROM prices WHERE price_type = 'import' AND day BETWEEN ? AND ?",
+            [first, last],
+        )["day"]
+        weather_days = warehouse.days_present("weather", first, last)
+        return demo.deliver(
+            config,
+            inbox,
+            start,
+            end,
+            stored_meter_days=stored,
+            stored_price_days={pd.Timestamp(d).date() for d in price_days},
+            stored_weather_days=weather_days,
+        )
 
 
 class MlflowTracker(dg.ConfigurableResource):

@@ -305,6 +305,16 @@ class Approval(_Strict):
     approved_on: dt.date
     reference: str = Field(min_length=1, description="minutes or decision id")
 
+    @field_validator("approved_by", "reference")
+    @classmethod
+    def _filled(cls, v: str) -> str:
+        if v.strip().upper().startswith("TO FILL IN"):
+            raise ValueError(
+                "not filled in: the fairness rules settle money only under a recorded "
+                "approval (who approved them, and the minutes or decision id)"
+            )
+        return v
+
 
 class Fairness(_Strict):
     """Fairness policy: which rules are computed and which one settles (is billed)."""

@@ -158,3 +158,78 @@ def import_price_rows(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.
             "price": p[value_col].to_numpy(dtype=np.float64),
         }
     )
+
+
+PRICE_FILE = "citylearn_2022_pricing.parquet"
+"""The demo's measured time-of-use import price [USD/kWh]."""
+
+
+def deliver(
+    config: CommunityConfig,
+    inbox: Path,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    stored_meter_days: set[tuple[str, object]],
+    stored_price_days: set[object],
+    stored_weather_days: set[object],
+    data_dir: Path = DATA_DIR,
+) -> list[Path]:
+    """The demo's simulated distributor: deliver the bundled data for [start, end) as files.
+
+    Writes into ``inbox/meters``, ``inbox/prices`` and ``inbox/weather`` exactly what a
+    distributor, a price feed and a weather service would deliver, in the documented formats
+    (Parquet here, for speed), so the demo runs the same inbox path as a real community. Only
+    what is not stored yet is delivered: (metering point, local day) pairs for meters, local
+    days for prices and weather. A stored reading (a correction included) is therefore never
+    delivered over.
+
+    Returns
+    -------
+    list of Path
+        The files written (none when everything is stored).
+    """
+    tz = config.community.timezone
+    written = []
+    stamp = f"{start.tz_convert(tz).date()}_{(end - pd.Timedelta(seconds=1)).tz_convert(tz).date()}"
+    meters = meter_rows(config, start, end, data_dir)
+    meters["day"] = pd.DatetimeIndex(meters["ts"]).tz_convert(tz).date
+    keep = [
+        (mp, d) not in stored_meter_days
+        for mp, d in zip(meters["metering_point_id"], meters["day"], strict=True)
+    ]
+    meters = meters[keep].drop(columns="day")
+    if len(meters):
+        written.append(_write(meters, Path(inbox) / "meters" / f"citylearn-meters_{stamp}.parquet"))
+    prices = import_price_rows(data_dir / PRICE_FILE, start, end)
+    pdays = pd.DatetimeIndex(prices["ts"]).tz_convert(tz).date
+    prices = prices[[d not in stored_price_days for d in pdays]]
+    if len(prices):
+        rows = pd.DataFrame(
+            {
+                "ts": prices["ts"],
+                "price_type": "import",
+                "price_per_kwh": prices["price"],
+                "unit": "USD/kWh",
+            }
+        )
+        written.append(_write(rows, Path(inbox) / "prices" / f"citylearn-prices_{stamp}.parquet"))
+    wx = weather_rows(start, end, data_dir)
+    wdays = pd.DatetimeIndex(wx["ts"]).tz_convert(tz).date
+    wx = wx[[d not in stored_weather_days for d in wdays]]
+    if len(wx):
+        obs = wx[wx["kind"] == "observation"][["ts", *WEATHER_VARS]]
+        fc = wx[wx["kind"] == "forecast"][["ts", "issue_time", *WEATHER_VARS]]
+        folder = Path(inbox) / "weather"
+        written.append(_write(obs, folder / f"citylearn-weather-observations_{stamp}.parquet"))
+        written.append(_write(fc, folder / f"citylearn-weather-forecasts_{stamp}.parquet"))
+    return written
+
+
+def _write(df: pd.DataFrame, path: Path) -> Path:
+    """Write atomically (a ``.part`` file renamed), so a half-written file is never taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    df.reset_index(drop=True).to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path

@@ -61,6 +61,52 @@ FEATURES: dict[str, list[str]] = {
 """Model features per target (lags and the PV physics term are normalised by the scale)."""
 
 
+def features_for(target: str, weather_basis: str = "forecast") -> list[str]:
+    """The model columns of ``target``: without the weather columns when no weather forecast
+    is stored (``weather_basis='clearsky'``: PV keeps its clear-sky physics terms)."""
+    cols = FEATURES[target]
+    if weather_basis == "forecast":
+        return list(cols)
+    return [c for c in cols if c not in WEATHER_FEATURES]
+
+
+def weather_covers(
+    weather: pd.DataFrame | None, days: Sequence[dt.date], tz: str, interval_minutes: int = 60
+) -> bool:
+    """Whether a forecast issued by each day's issue time covers every interval of ``days``."""
+    if weather is None or weather.empty:
+        return False
+    w = weather_as_of(weather, days, tz)
+    w = w[w[list(WEATHER_FEATURES)].notna().any(axis=1)]
+    have = set(pd.DatetimeIndex(w["ts"]))
+    return all(
+        t in have
+        for d in days
+        for t in pd.DatetimeIndex(day_intervals_utc(d, tz, interval_minutes))
+    )
+
+
+def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> pd.DataFrame:
+    """Clear-sky irradiance (Haurwitz GHI split by Erbs) and 20 degC, indexed by ts.
+
+    Used where no weather forecast is stored: PV is then forecast from clear-sky physics.
+    """
+    mid = ts + pd.Timedelta(minutes=30)
+    sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
+    zen = pd.Series(sp["apparent_zenith"].to_numpy(), index=ts)
+    ghi = pvlib.clearsky.haurwitz(zen)["ghi"]
+    split = pvlib.irradiance.erbs(ghi, zen, pd.DatetimeIndex(mid))
+    return pd.DataFrame(
+        {
+            "temperature_2m": 20.0,
+            "relative_humidity_2m": np.nan,
+            "diffuse_radiation": np.nan_to_num(np.asarray(split["dhi"], dtype=float)),
+            "direct_normal_irradiance": np.nan_to_num(np.asarray(split["dni"], dtype=float)),
+        },
+        index=ts,
+    )
+
+
 def issue_time(day: dt.date, tz: str) -> pd.Timestamp:
     """Issue time of the forecast for local ``day``: local midnight starting it, in UTC."""
     return day_bounds_utc(day, tz)[0]
@@ -163,6 +209,7 @@ def build_features(
     latitude: float = 0.0,
     longitude: float = 0.0,
     interval_minutes: int = 60,
+    weather_basis: str = "forecast",
 ) -> pd.DataFrame:
     """Feature rows for every series and interval of ``days`` (see the module docstring).
 
@@ -183,6 +230,9 @@ def build_features(
         Per ``unique_id`` scale [kWh or kWp]; lags and ``y_norm`` are divided by it.
     latitude, longitude : float
         Site, for the PV physics term.
+    weather_basis : str
+        ``forecast``: weather forecasts are features (they must cover the days);
+        ``clearsky``: none is used, PV's physics terms come from :func:`clearsky_weather`.
 
     Returns
     -------
@@ -232,7 +282,15 @@ def build_features(
     f["doy_sin"] = np.sin(2 * np.pi * doy / 365.25)
     f["doy_cos"] = np.cos(2 * np.pi * doy / 365.25)
     f["uid_code"] = pd.Categorical(f["unique_id"], categories=ids).codes
-    if target in ("load", "pv"):
+    if target in ("load", "pv") and weather_basis == "clearsky":
+        if target == "pv":
+            t_all = pd.DatetimeIndex(f["ts"].unique())
+            phys = pv_physics(
+                t_all, clearsky_weather(t_all, latitude, longitude), latitude, longitude
+            )
+            f = f.join(phys, on="ts")
+            f["pvwatts_per_kw"] = f["pvwatts_per_kw"] / 1000.0
+    elif target in ("load", "pv"):
         if weather is None:
             raise ValueError(f"target {target!r} needs weather forecasts")
         w = weather_as_of(weather, days, tz).set_index("ts")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FEATURES, build_features, issue_time
+from models.features import build_features, features_for, issue_time, weather_covers
 from models.forecasters import BASELINE, FORECASTERS, qcol, score
 
 MIN_TRAINING_DAYS = 14
@@ -60,6 +60,8 @@ class TargetForecast:
     fitted: dict[str, Any] = field(default_factory=dict)
     training_rows: int = 0
     feature_example: pd.DataFrame | None = None
+    weather_basis: str = "forecast"
+    """forecast | clearsky (no weather forecast stored) | none (price)"""
 
 
 def forecast_target(
@@ -115,6 +117,12 @@ def forecast_target(
         recent = hist[(hist["ts"] >= s_from) & (hist["ts"] < s_to)]
         scale = recent.groupby("unique_id")["y"].mean().clip(lower=1e-3)
     days = [train_start + dt.timedelta(days=i) for i in range((day - train_start).days + 1)]
+    if spec.target == "price":
+        basis = "none"
+    elif weather_covers(weather, days, spec.tz, spec.interval_minutes):
+        basis = "forecast"
+    else:
+        basis = "clearsky"
     feats = build_features(
         hist,
         days,
@@ -125,8 +133,9 @@ def forecast_target(
         latitude=spec.latitude,
         longitude=spec.longitude,
         interval_minutes=spec.interval_minutes,
+        weather_basis="clearsky" if basis == "clearsky" else "forecast",
     )
-    cols = FEATURES[spec.target]
+    cols = features_for(spec.target, basis)
     is_train = feats["day"] < bt_start
     is_bt = (feats["day"] >= bt_start) & (feats["day"] < day)
     is_fc = feats["day"] == day
@@ -183,6 +192,7 @@ def forecast_target(
         fitted=fitted,
         training_rows=int(is_final.sum()),
         feature_example=feats.loc[is_fc, cols].head(5).reset_index(drop=True),
+        weather_basis=basis,
     )
 
 

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from models.meters import MeteringPointInfo
-from models.prices import to_per_kwh
 from models.timeutil import day_intervals_utc, local_day
 
 MAX_PLAUSIBLE_KW = 60.0
@@ -38,44 +37,21 @@ def weather_frame(rows: pd.DataFrame, tz: str) -> pd.DataFrame:
     return out
 
 
-def price_frame(
-    import_rows: pd.DataFrame,
-    *,
-    unit: str,
-    currency: str,
-    export_price: float,
-    tz: str,
-    source: str,
-) -> pd.DataFrame:
-    """The ``prices`` rows: the time-of-use import series (unit-checked) and the export price.
-
-    Parameters
-    ----------
-    import_rows : DataFrame
-        ``ts, price`` in ``unit``.
-    unit : str
-        Declared unit of the import prices, e.g. ``USD/kWh`` or ``EUR/MWh``.
-    currency : str
-        The community's currency.
-    export_price : float
-        Flat export price [currency/kWh].
-    """
-    imp = pd.DataFrame(
-        {
-            "ts": import_rows["ts"].to_numpy(),
-            "price_type": "import",
-            "price_per_kwh": to_per_kwh(import_rows["price"], unit, currency, source).to_numpy(),
-            "currency": currency,
-            "source": source,
-        }
-    )
-    exp = imp.assign(
-        price_type="export", price_per_kwh=float(export_price), source="tariff:export_price"
-    )
-    out = pd.concat([imp, exp], ignore_index=True)
-    out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC")
-    out["day"] = local_day(out["ts"], tz).to_numpy()
-    return out
+def _ranges(ts: pd.DatetimeIndex, tz: str, interval_minutes: int) -> str:
+    """Compress interval starts into local ``HH:MM-HH:MM`` ranges (end exclusive)."""
+    if len(ts) == 0:
+        return ""
+    local = pd.DatetimeIndex(sorted(ts)).tz_convert(tz)
+    step = pd.Timedelta(minutes=interval_minutes)
+    out, a, b = [], local[0], local[0]
+    for t in local[1:]:
+        if t - b == step:
+            b = t
+        else:
+            out.append((a, b))
+            a = b = t
+    out.append((a, b))
+    return ", ".join(f"{x:%H:%M}-{(y + step):%H:%M}" for x, y in out)
 
 
 def check_readings_complete(
@@ -83,25 +59,85 @@ def check_readings_complete(
 ) -> CheckResult:
     """Every metering point has every interval of the local day (23, 24 or 25 hours)."""
     problems = []
-    total_expected = 0
+    total_expected = missing_total = 0
     for mp, info in sorted(metering_points.items()):
         if day < info.valid_from or (info.valid_to is not None and day > info.valid_to):
             continue
-        expected = day_intervals_utc(day, tz, info.interval_minutes)
+        expected = pd.DatetimeIndex(day_intervals_utc(day, tz, info.interval_minutes))
         total_expected += len(expected)
         got = readings.loc[readings["metering_point_id"] == mp, "ts"]
-        n_got = int(got.isin(expected).sum())
-        if n_got != len(expected):
-            problems.append(f"{mp}: expected {len(expected)}, got {n_got}")
+        missing = expected[~expected.isin(got)]
+        if len(missing):
+            missing_total += len(missing)
+            problems.append(
+                f"{mp}: {len(missing)} of {len(expected)} intervals missing "
+                f"({_ranges(missing, tz, info.interval_minutes)} local)"
+            )
+    estimated = int((readings["quality"] == "estimated").sum()) if "quality" in readings else 0
     return CheckResult(
         not problems,
-        "every metering point has every interval of the local day",
+        (
+            f"every metering point has every interval of {day}"
+            if not problems
+            else f"{day} is not settled on missing meter data: "
+            + "; ".join(problems[:10])
+            + (f"; and {len(problems) - 10} more metering points" if len(problems) > 10 else "")
+        ),
         {
             "expected_intervals": total_expected,
+            "missing_intervals": missing_total,
             "incomplete_metering_points": len(problems),
+            "estimated_intervals": estimated,
             "details": "; ".join(problems[:20]) or "complete",
         },
     )
+
+
+def estimate_missing_readings(
+    readings: pd.DataFrame,
+    day: dt.date,
+    tz: str,
+    metering_points: Mapping[str, MeteringPointInfo],
+    lookback_days: int = 7,
+) -> pd.DataFrame:
+    """Flagged estimates for the missing intervals of ``day`` (``missing_data: estimate``).
+
+    An estimate is the mean of the same interval on the previous ``lookback_days`` days that
+    have a reading; an interval with none stays missing (and the day is refused).
+
+    Parameters
+    ----------
+    readings : DataFrame
+        ``meter_readings`` rows of the day and the ``lookback_days`` before it.
+
+    Returns
+    -------
+    DataFrame
+        ``meter_readings`` rows with ``quality='estimated'``.
+    """
+    hist = readings.set_index(["metering_point_id", "ts"])["kwh"]
+    rows = []
+    for mp, info in sorted(metering_points.items()):
+        if day < info.valid_from or (info.valid_to is not None and day > info.valid_to):
+            continue
+        expected = pd.DatetimeIndex(day_intervals_utc(day, tz, info.interval_minutes))
+        got = readings.loc[readings["metering_point_id"] == mp, "ts"]
+        for t in expected[~expected.isin(got)]:
+            local = t.tz_convert(tz)
+            prev = []
+            for k in range(1, lookback_days + 1):
+                past = (local - pd.Timedelta(days=k)).tz_convert("UTC")
+                if (mp, past) in hist.index:
+                    prev.append(float(hist.loc[(mp, past)]))
+            if prev:
+                rows.append((mp, t, float(np.mean(prev)), local.date()))
+    out = pd.DataFrame(rows, columns=["metering_point_id", "ts", "kwh", "day"])
+    out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC") if len(out) else out["ts"]
+    out["quality"] = "estimated"
+    out["source"] = f"ecm:estimate(mean of the same interval, previous {lookback_days} days)"
+    out["source_sha256"] = None
+    out["ingested_at"] = pd.Timestamp.now(tz="UTC").floor("s")
+    return out
 
 
 def check_readings_unique(readings: pd.DataFrame) -> CheckResult:
@@ -133,14 +169,26 @@ def check_prices(
     prices: pd.DataFrame, day: dt.date, tz: str, interval_minutes: int = 60
 ) -> CheckResult:
     """Import and export prices cover the day, in [currency/kWh] and plausible."""
-    n = len(day_intervals_utc(day, tz, interval_minutes))
+    expected = pd.DatetimeIndex(day_intervals_utc(day, tz, interval_minutes))
+    n = len(expected)
     counts = prices.groupby("price_type")["ts"].nunique().to_dict()
     ok_count = counts.get("import", 0) == n and counts.get("export", 0) == n
     v = prices["price_per_kwh"].to_numpy(dtype=float)
     ok_unit = bool(len(v)) and bool(np.all((v >= 0) & (v < 5.0)))
+    gaps = []
+    for t in ("import", "export"):
+        have = prices.loc[prices["price_type"] == t, "ts"]
+        miss = expected[~expected.isin(have)]
+        if len(miss):
+            gaps.append(f"{t} price missing {_ranges(miss, tz, interval_minutes)} local")
     return CheckResult(
         ok_count and ok_unit,
-        "import and export prices for every interval, in [currency/kWh] between 0 and 5",
+        (
+            "import and export prices for every interval, in [currency/kWh] between 0 and 5"
+            if ok_count and ok_unit
+            else f"{day} is not planned without prices: "
+            + ("; ".join(gaps) or "price out of range")
+        ),
         {
             "expected_intervals": n,
             "import_intervals": int(counts.get("import", 0)),

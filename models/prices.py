@@ -7,8 +7,10 @@ declared as EUR/kWh, which is a per-MWh value) is refused with the unit named.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,3 +96,74 @@ def carbon_intensity(path: str | Path, start: pd.Timestamp, end: pd.Timestamp) -
     if (s < 0).any():
         raise PriceUnitError(f"{path}: negative carbon intensity in column {cols[0]}")
     return s[(s.index >= start) & (s.index < end)]
+
+
+def tariff_rows(
+    spec: Any,
+    price_type: str,
+    days: list[dt.date],
+    *,
+    tz: str,
+    currency: str,
+    interval_minutes: int = 60,
+    holidays: tuple[dt.date, ...] = (),
+) -> pd.DataFrame:
+    """``prices`` rows of a configured flat or time-of-use price for local ``days``.
+
+    Parameters
+    ----------
+    spec : models.config.PriceSpec
+        Flat or time-of-use (an ``inbox`` spec has no rows here: they come from files).
+    price_type : str
+        ``import`` or ``export``.
+    days : list of date
+        Local days.
+    tz : str
+        Community time zone: periods are in local time (23, 24 or 25 hours a day).
+    currency : str
+        The community's currency.
+    interval_minutes : int
+        Interval length [min].
+    holidays : tuple of date
+        Local dates priced as ``holiday``.
+
+    Returns
+    -------
+    DataFrame
+        ``ts, price_type, price_per_kwh, currency, source, day``; the period's name is in
+        ``source`` (``tariff:time_of_use:<name>``).
+    """
+    from models.config import WEEKDAYS
+    from models.timeutil import day_intervals_utc
+
+    cols = ["ts", "price_type", "price_per_kwh", "currency", "source", "day"]
+    if spec.inbox or not days:
+        return pd.DataFrame(columns=cols)
+    frames = []
+    hol = set(holidays)
+    for d in days:
+        ts = pd.DatetimeIndex(day_intervals_utc(d, tz, interval_minutes))
+        if spec.flat is not None:
+            price = np.full(len(ts), float(spec.flat))
+            source = ["tariff:flat"] * len(ts)
+        else:
+            local = ts.tz_convert(tz)
+            day_type = "holiday" if d in hol else WEEKDAYS[d.weekday()]
+            price, source = [], []
+            for t in local:
+                period = next(p for p in spec.time_of_use if p.matches(t.month, day_type, t.hour))
+                price.append(period.price_per_kwh)
+                source.append(f"tariff:time_of_use:{period.name}")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ts": ts.tz_convert("UTC"),
+                    "price_type": price_type,
+                    "price_per_kwh": np.asarray(price, dtype=float),
+                    "currency": currency,
+                    "source": source,
+                    "day": d,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)[cols]

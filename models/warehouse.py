@@ -160,6 +160,18 @@ class Warehouse:
         )
         return {pd.Timestamp(d).date() for d in df["day"]}
 
+    def upsert(self, table: str, df: pd.DataFrame, key: Sequence[str]) -> int:
+        """Insert or replace rows by ``key``, atomically."""
+        t = TABLES[table]
+        df = conform(table, df)
+        for k in key:
+            if k not in t.column_names:
+                raise KeyError(f"unknown column {k!r}")
+        on = " AND ".join(f'{t.name}."{k}" = n."{k}"' for k in key)
+        return self._swap(
+            table, df, f"DELETE FROM {t.name} USING _ecm_new_rows n WHERE {on}", []  # noqa: S608
+        )
+
     def upsert_readings(self, df: pd.DataFrame) -> int:
         """Insert or replace meter readings by (metering point, interval), atomically."""
         df = conform("meter_readings", df)

@@ -1,4 +1,4 @@
-"""The ``ecm`` command line: demo, run, backfill, evaluate, ingest, dev, status."""
+"""The ``ecm`` command line: init, demo, run, backfill, evaluate, ingest, dev, status."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -93,11 +94,44 @@ def _check_day(day: dt.date) -> None:
     from models.demo import DEFAULT_CONFIG  # noqa: F401
 
     c = load_config(config_path()).community
-    if not c.first_day <= day <= c.last_day:
+    last = c.last_day or dt.datetime.now(ZoneInfo(c.timezone)).date()
+    if not c.first_day <= day <= last:
         console.print(
-            f"[red]{day} is outside the community's data ({c.first_day} to {c.last_day})[/red]"
+            f"[red]{day} is outside the community's days ({c.first_day} to {last}); "
+            "see community.first_day and last_day in the configuration[/red]"
         )
         raise typer.Exit(2)
+
+
+def _print_inbox(since: object) -> None:
+    """Print what the run took from the inbox (files received since ``since``)."""
+    from assets.resources import EcmResource
+
+    df = (
+        EcmResource()
+        .warehouse()
+        .query(
+            "SELECT kind, file_name, status, rows, corrected_rows, corrected_days, error "
+            "FROM inbox_files WHERE received_at >= ? ORDER BY received_at, file_name",
+            [since],
+        )
+    )
+    if df.empty:
+        return
+    ok = df[df["status"] == "processed"]
+    console.print(
+        f"inbox: {len(ok)} file(s) stored ({int(ok['rows'].sum()):,} rows), "
+        f"{int((df['status'] == 'rejected').sum())} rejected"
+    )
+    for _, r in df.iterrows():
+        if r["status"] == "rejected":
+            console.print(f"[red]  rejected {escape(str(r['error']))}[/red]")
+        elif r["corrected_rows"]:
+            console.print(
+                f"[yellow]  {escape(r['file_name'])} corrected {r['corrected_rows']} stored "
+                f"readings on {r['corrected_days']}: re-run those days to settle them on the "
+                "corrected data[/yellow]"
+            )
 
 
 def _report_paths(home: Path, day: dt.date) -> None:
@@ -113,8 +147,12 @@ def run(date: str = typer.Option(..., "--date", help="local day YYYY-MM-DD")) ->
     day = _parse_day(date)
     home = _prepare_home()
     _check_day(day)
+    import pandas as pd
+
+    since = pd.Timestamp.now(tz="UTC").floor("s")
     with console.status(f"materialising {day} ..."):
         ok, errors = materialise_day(day)
+    _print_inbox(since)
     if not ok:
         for e in errors:
             console.print(f"[red]{e}[/red]")
@@ -129,7 +167,8 @@ def demo(date: str = typer.Option(None, "--date", help="default: the configured 
     from assets.resources import config_path
     from models.config import load_config
 
-    day = _parse_day(date) if date else load_config(config_path()).community.demo_day
+    c = load_config(config_path()).community
+    day = _parse_day(date) if date else (c.demo_day or c.last_day or c.first_day)
     console.print(f"ECM demo: {load_config(config_path()).community.name}, day {day}")
     run(date=day.isoformat())
     status()
@@ -263,26 +302,90 @@ def ingest_days(
 
 @ingest_app.command("meters")
 def ingest_meters(path: Path) -> None:
-    """Validate one meter file (CSV, Parquet, Excel) and import it atomically, or change nothing."""
+    """Validate one meter file (CSV, Parquet, Excel) and import it atomically, or change nothing.
+
+    The file is copied into the inbox and taken like any delivered file (once, by SHA-256);
+    readings it corrects are kept in meter_readings_history.
+    """
+    _ingest_file("meters", path)
+
+
+@ingest_app.command("prices")
+def ingest_prices(path: Path) -> None:
+    """Validate one price file (ts, price_type, price_per_kwh[, unit]) and import it, or not."""
+    _ingest_file("prices", path)
+
+
+@ingest_app.command("weather")
+def ingest_weather(path: Path) -> None:
+    """Validate one weather file (observations, or forecasts with issue_time) and import it."""
+    _ingest_file("weather", path)
+
+
+@ingest_app.command("inbox")
+def ingest_inbox() -> None:
+    """Take every new file from the community's inbox now (as a run does first)."""
+    from assets.ingest import take_inbox
     from assets.resources import EcmResource
-    from models.master_data import metering_point_index
-    from models.meters import MeterFileError, load_meter_file
 
     _prepare_home()
-    ecm = EcmResource()
-    cfg = ecm.community()
-    try:
-        df = load_meter_file(
-            path, metering_points=metering_point_index(cfg), tz=cfg.community.timezone
+    outcomes = take_inbox(EcmResource())
+    _print_outcomes(outcomes)
+    if any(o.status == "rejected" for o in outcomes):
+        raise typer.Exit(2)
+
+
+def _print_outcomes(outcomes: list) -> None:
+    table = Table(title="inbox")
+    for col in ("kind", "file", "status", "rows", "corrected", "error"):
+        table.add_column(col)
+    for o in outcomes:
+        table.add_row(
+            o.kind,
+            escape(o.file_name),
+            o.status,
+            str(o.rows),
+            str(o.corrected_rows),
+            escape(o.error or ""),
         )
-    except MeterFileError as err:
-        console.print(f"[red]refused:[/red] {escape(str(err))}")
-        raise typer.Exit(2) from None
-    n = ecm.warehouse().upsert_readings(df)
-    console.print(
-        f"imported {n} readings from {path} ({df['day'].nunique()} local days, "
-        f"sha256 {df['source_sha256'].iloc[0][:12]}...)"
-    )
+    console.print(table if outcomes else "inbox: no new files")
+
+
+def _ingest_file(kind: str, path: Path) -> None:
+    from assets.ingest import take_inbox
+    from assets.resources import EcmResource
+    from models.meters import file_sha256
+
+    _prepare_home()
+    if not path.is_file():
+        console.print(f"[red]refused:[/red] {escape(str(path))}: no such file")
+        raise typer.Exit(2)
+    ecm = EcmResource()
+    target = ecm.inbox_dir() / kind / path.name
+    tmp = target.with_name(target.name + ".part")
+    shutil.copyfile(path, tmp)
+    tmp.replace(target)
+    sha = file_sha256(target)
+    outcomes = take_inbox(ecm)
+    mine = [o for o in outcomes if o.sha256 == sha]
+    others = [o for o in outcomes if o.sha256 != sha]
+    if others:
+        _print_outcomes(others)
+    o = mine[0]
+    if o.status == "rejected":
+        console.print(f"[red]refused:[/red] {escape(o.error or '')}")
+        console.print(f"(moved to {escape(str(o.moved_to))}; see 'Onboard your community')")
+        raise typer.Exit(2)
+    if o.status == "duplicate":
+        console.print(f"{path} was imported before (same SHA-256 {sha[:12]}...): nothing new")
+        return
+    console.print(f"imported {o.rows} rows from {path} (sha256 {sha[:12]}...)")
+    if o.corrected_rows:
+        days = ", ".join(d.isoformat() for d in o.corrected_days)
+        console.print(
+            f"[yellow]{o.corrected_rows} stored readings corrected on {days} (the replaced values "
+            "are kept in meter_readings_history); re-run those days to settle them[/yellow]"
+        )
 
 
 @ingest_app.command("master")
@@ -304,6 +407,44 @@ def ingest_master(path: Path) -> None:
     for name, df in master_data_frames(cfg).items():
         wh.replace(name, df)
     console.print(f"imported {len(cfg.members)} members from {path}")
+
+
+@app.command()
+def init(
+    folder: Path = typer.Argument(..., help="folder of the new community"),
+    name: str = typer.Option(..., "--name", help="display name of the community"),
+    timezone: str = typer.Option(..., "--timezone", help="IANA time zone, e.g. Europe/Rome"),
+    latitude: float = typer.Option(..., "--latitude", help="[deg] north"),
+    longitude: float = typer.Option(..., "--longitude", help="[deg] east"),
+    currency: str = typer.Option(..., "--currency", help="ISO 4217, e.g. EUR"),
+    community_id: str = typer.Option(None, "--id", help="short id (default: from the name)"),
+    first_day: str = typer.Option(None, "--first-day", help="first local day with data"),
+) -> None:
+    """Scaffold a community: community.yaml, master_data.xlsx and the inbox folders."""
+    from models.config import ConfigError
+    from models.onboarding import scaffold_community
+
+    try:
+        config = scaffold_community(
+            folder,
+            name=name,
+            timezone=timezone,
+            latitude=latitude,
+            longitude=longitude,
+            currency=currency,
+            community_id=community_id,
+            first_day=_parse_day(first_day) if first_day else None,
+        )
+    except ConfigError as err:
+        console.print(f"[red]refused:[/red] {escape(str(err))}")
+        raise typer.Exit(2) from None
+    console.print(f"[green]community created:[/green] {config}")
+    console.print(
+        "Next: fill in the fields marked TO FILL IN, the workbook master_data.xlsx, and drop "
+        f"files into {config.parent / 'inbox'}; then\n"
+        f"  ECM_CONFIG={config} ecm backfill --start ... --end ...\n"
+        f"(see {config.parent / 'README.txt'} and 'Onboard your community' in the README)"
+    )
 
 
 @app.command()

@@ -7,10 +7,11 @@ import dagster as dg
 from assets import dispatch, evaluate, forecast, ingest, review
 from assets.partitions import daily_partitions
 from assets.resources import (
-    BundledMeterSource,
-    BundledWeatherSource,
+    CityLearnFeed,
     EcmResource,
     MlflowTracker,
+    NoFeed,
+    NoWeatherSource,
     OpenMeteoWeatherSource,
 )
 from assets.resources import config_path as _config_path
@@ -37,9 +38,12 @@ evaluate_job = dg.define_asset_job(
 
 ingest_job = dg.define_asset_job(
     "ingest",
-    selection=dg.AssetSelection.assets("master_data", "meter_readings", "prices", "weather"),
+    selection=dg.AssetSelection.assets(
+        "master_data", "inbox_files", "meter_readings", "prices", "weather"
+    ),
     partitions_def=daily_partitions,
-    description="Ingest one day (and the missing history days before it) from the sources.",
+    description="Take the inbox's new files and price the configured tariffs for one day "
+    "(and the history days before it).",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -51,10 +55,17 @@ daily_schedule = dg.build_schedule_from_partitioned_job(
 
 
 def _weather_source() -> dg.ConfigurableResource:
-    """Bundled recordings or live Open-Meteo, as the community configuration says."""
+    """Live Open-Meteo, or nothing to fetch (inbox files), as the configuration says."""
     if load_config(_config_path()).weather_source == "open-meteo":
         return OpenMeteoWeatherSource()
-    return BundledWeatherSource()
+    return NoWeatherSource()
+
+
+def _feed() -> dg.ConfigurableResource:
+    """The simulated distributor of the demo, or none (files arrive by themselves)."""
+    if load_config(_config_path()).feed == "citylearn-2022":
+        return CityLearnFeed()
+    return NoFeed()
 
 
 defs = dg.Definitions(
@@ -65,7 +76,7 @@ defs = dg.Definitions(
     resources={
         "ecm": EcmResource(),
         "weather_source": _weather_source(),
-        "meters": BundledMeterSource(),
+        "feed": _feed(),
         "mlflow_tracker": MlflowTracker(),
     },
 )
