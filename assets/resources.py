@@ -70,8 +70,10 @@ class EcmResource(dg.ConfigurableResource):
         """The community's inbox: ``inbox_dir`` of the configuration (relative to its file),
         else ``$ECM_HOME/inbox``."""
         cfg = self.community()
+        from models.inbox import inbox_folders
+
         p = cfg.resolve(cfg.inbox_dir) if cfg.inbox_dir else self.home_path() / "inbox"
-        p.mkdir(parents=True, exist_ok=True)
+        inbox_folders(p)
         return p.resolve()
 
     def reports_dir(self) -> Path:

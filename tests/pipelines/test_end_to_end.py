@@ -39,11 +39,12 @@ def wh(home):
 
 def test_every_table_has_rows_for_the_day(wh):
     counts = wh.row_counts()
-    assert set(counts) == set(TABLES) and len(counts) == 13
+    assert set(counts) == set(TABLES) and len(counts) == 15
     for name, n in counts.items():
-        assert n > 0, name
+        if name != "meter_readings_history":  # only corrections write it
+            assert n > 0, name
     for name, t in TABLES.items():
-        if t.partition:
+        if t.partition and name != "meter_readings_history":
             assert len(wh.read_day(name, DAY)) > 0, name
 
 
