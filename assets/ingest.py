@@ -300,8 +300,14 @@ def weather_forecast_available(
     )
     return dg.AssetCheckResult(
         passed=bool(res.passed),
-        description=res.description
-        + ("" if res.passed else "; forecasts run on clear-sky physics, load without weather"),
+        description=(
+            res.description
+            if res.passed
+            else f"no weather forecast issued by the issue time for "
+            f"{res.metadata['expected_intervals'] - res.metadata['covered_intervals']} of "
+            f"{res.metadata['expected_intervals']} intervals: PV is forecast from clear-sky "
+            "physics and load without weather (stated in the plan report)"
+        ),
         metadata=res.metadata,
         severity=dg.AssetCheckSeverity.WARN,
     )

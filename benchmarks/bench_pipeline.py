@@ -88,7 +88,7 @@ def main() -> None:
         unique_id=rows.metering_point_id.map(lambda x: smap[x][1]),
         y=rows.kwh,
     )[["target", "unique_id", "ts", "y"]]
-    p = demo.import_price_rows(cfg.resolve(cfg.tariffs.import_price_source), start, end)
+    p = demo.import_price_rows(demo.DATA_DIR / demo.PRICE_FILE, start, end)
     act = pd.concat(
         [act, p.rename(columns={"price": "y"}).assign(target="price", unique_id="import")]
     )

@@ -95,7 +95,9 @@ def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) ->
     sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
     zen = pd.Series(sp["apparent_zenith"].to_numpy(), index=ts)
     ghi = pvlib.clearsky.haurwitz(zen)["ghi"]
-    split = pvlib.irradiance.erbs(ghi, zen, pd.DatetimeIndex(mid))
+    split = pvlib.irradiance.erbs(
+        ghi.to_numpy(), zen.to_numpy(), np.asarray(pd.DatetimeIndex(mid).dayofyear)
+    )
     return pd.DataFrame(
         {
             "temperature_2m": 20.0,

@@ -155,6 +155,10 @@ Energies in kWh, money in {{ currency }}.</p>
 <div class="banner" id="fallback-banner">rule-based fallback plan: the optimiser failed:
 {{ fallback_reason }}</div>
 {% endif %}
+{% if no_weather %}
+<div class="banner" id="weather-banner">No weather forecast was stored for this day: PV was
+forecast from clear-sky physics (pvlib) and load without weather features.</div>
+{% endif %}
 
 <h2>Key figures</h2>
 <table id="key-costs">
@@ -477,6 +481,10 @@ def render_plan_report(
         "plotly_js": PLOTLY_JS,
         "fallback": fallback,
         "fallback_reason": fallback_reason,
+        "no_weather": bool(
+            "weather_basis" in forecasts.columns
+            and (forecasts["weather_basis"].astype(str) == "clearsky").any()
+        ),
         "cost_rows": _cost_rows(figures),
         "headline": _headline(figures, settlement_total, kinds, solve_info, currency),
         "fig_forecasts": _figure_html(

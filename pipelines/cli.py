@@ -64,7 +64,8 @@ def materialise_day(day: dt.date, job_name: str = "daily") -> tuple[bool, list[s
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    errors = []
+    errors: list[str] = []
+    warnings_: list[str] = []
     for ev in result.all_events:
         if ev.is_step_failure and ev.step_failure_data is not None:
             data = ev.step_failure_data
@@ -77,7 +78,13 @@ def materialise_day(day: dt.date, job_name: str = "daily") -> tuple[bool, list[s
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
             ev_data = ev.event_specific_data
             if not ev_data.passed:
-                errors.append(f"check {ev_data.check_name} failed: {ev_data.metadata}")
+                text = ev_data.description or str(ev_data.metadata)
+                if ev_data.severity == dg.AssetCheckSeverity.WARN:
+                    warnings_.append(f"{ev_data.check_name}: {text}")
+                else:
+                    errors.append(f"check {ev_data.check_name} failed: {text}")
+    for w in dict.fromkeys(warnings_):
+        console.print(f"[yellow]warning: {escape(w)}[/yellow]")
     return result.success, errors
 
 

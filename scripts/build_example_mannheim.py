@@ -29,7 +29,7 @@ Period
     change inside). 2021 is synPRO's simulation year, so weekdays and the holidays of
     Baden-Wuerttemberg (Mannheim) are the real ones of 2021. The TRY has no year; its calendar
     day/month is put on 2021.
-Weather (``inbox/weather/``)
+Weather (``deliveries/weather/``)
     TRY hour ``HH`` (1-24) is in CET. Temperature and relative humidity are instantaneous at
     ``HH``; following ECM's convention (the Open-Meteo reader does the same) the value at the
     end of an hour is attached to that hour's start, so ``ts = HH - 1 h`` (CET). Radiation in
@@ -657,7 +657,7 @@ def build(wheels: dict[str, Path]) -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    write_monthly(meters, OUT / "inbox" / "meters", "meters", {"kwh": 4})
+    write_monthly(meters, OUT / "deliveries" / "meters", "meters", {"kwh": 4})
     wx = pd.DataFrame({"ts": hours})
     wx["temperature_2m"] = w["temperature_2m"].to_numpy()
     wx["relative_humidity_2m"] = w["relative_humidity_2m"].to_numpy()
@@ -665,7 +665,7 @@ def build(wheels: dict[str, Path]) -> None:
     wx["direct_normal_irradiance"] = w["direct_normal_irradiance"].to_numpy()
     write_monthly(
         wx,
-        OUT / "inbox" / "weather",
+        OUT / "deliveries" / "weather",
         "weather",
         {
             "temperature_2m": 1,
@@ -815,9 +815,9 @@ charge 0.5, minimum 0.1.
 ## Files
 
 - `master_data.xlsx`: sheets `members`, `metering_points`, `batteries`.
-- `inbox/meters/meters_2021-05.csv`, `meters_2021-06.csv`:
+- `deliveries/meters/meters_2021-05.csv`, `meters_2021-06.csv`:
   `metering_point_id,ts,kwh,quality`.
-- `inbox/weather/weather_2021-05.csv`, `weather_2021-06.csv`:
+- `deliveries/weather/weather_2021-05.csv`, `weather_2021-06.csv`:
   `ts,temperature_2m,relative_humidity_2m,diffuse_radiation,direct_normal_irradiance`
   (degC, %, W/m^2, W/m^2; observations, no forecasts).
 - `facts.json`: summary figures. No price files: the tariff is time-of-use in configuration.
