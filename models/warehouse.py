@@ -242,6 +242,7 @@ class Warehouse:
                         "WHERE o.kwh <> n.kwh OR o.quality <> n.quality"
                     ).df()
                     if len(corrected):
+                        corrected["day"] = [pd.Timestamp(d).date() for d in corrected["day"]]
                         corrected["superseded_at"] = record["received_at"]
                         corrected["superseded_by"] = record["file_name"]
                         hist = conform("meter_readings_history", _normalise(corrected))
