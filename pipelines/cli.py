@@ -194,7 +194,11 @@ def backfill(
     _check_day(d0)
     _check_day(d1)
     days = _days(d0, d1)
+    import pandas as pd
+
+    since = pd.Timestamp.now(tz="UTC").floor("s")
     failed = _run_days(days, "daily", "backfill")
+    _print_inbox(since)
     for day, errors in failed:
         console.print(f"[red]{day} failed:[/red] " + "; ".join(errors))
     console.print(f"{len(days) - len(failed)} of {len(days)} days materialised")

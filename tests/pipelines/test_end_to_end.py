@@ -188,3 +188,47 @@ def test_evaluate_cli_refuses_missing_meter_data_and_names_it(home, wh):
     assert result.exit_code == 2
     assert "2016-08-02" in result.output and "MP-01-C" in result.output
     assert wh.row_counts() == before
+
+
+def test_corrected_meter_file_is_used_and_never_reverted_by_the_routine_feed(home, wh, tmp_path):
+    """The demo's distributor delivers only what is not stored: a correction ingested with
+    `ecm ingest meters` survives the next runs, and the replaced readings are kept."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    stored = wh.query(
+        "SELECT ts, kwh FROM meter_readings WHERE metering_point_id = 'MP-01-C' AND day = ?",
+        [DAY],
+    ).sort_values("ts")
+    corrected = stored.assign(kwh=(stored["kwh"] * 1.25).round(6))
+    path = tmp_path / "MP-01-C_2017-06-14_corrected.csv"
+    pd.DataFrame(
+        {
+            "metering_point_id": "MP-01-C",
+            "ts": [t.isoformat() for t in corrected["ts"]],
+            "kwh": corrected["kwh"],
+        }
+    ).to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["ingest", "meters", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "corrected on 2017-06-14" in result.output.replace("\n", " ")
+    for _ in range(2):
+        ok, errors = materialise_day(DAY)
+        assert ok, errors
+        now = wh.query(
+            "SELECT ts, kwh, source FROM meter_readings "
+            "WHERE metering_point_id = 'MP-01-C' AND day = ?",
+            [DAY],
+        ).sort_values("ts")
+        assert np.allclose(now["kwh"], corrected["kwh"]) and set(now["source"]) == {path.name}
+    hist = wh.read("meter_readings_history")
+    assert len(hist) == len(stored) and np.allclose(hist.sort_values("ts")["kwh"], stored["kwh"])
+    # the settled day was recomputed on the corrected readings
+    flows = wh.query(
+        "SELECT ts, load_kwh FROM realised_flows "
+        "WHERE day = ? AND member_id = 'M01' AND controller = 'ecm'",
+        [DAY],
+    ).sort_values("ts")
+    assert np.allclose(flows["load_kwh"], corrected["kwh"])
