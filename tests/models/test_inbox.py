@@ -103,7 +103,9 @@ def test_malformed_file_rejected_with_error_beside_it_and_nothing_stored(tmp_pat
     assert "bad.csv" in err and "row" in err and "README" in err
     assert out[1].error is not None and "bad.csv" in out[1].error
     before = wh.read("meter_readings")
-    assert {pd.Timestamp(d).date() for d in before["day"]} == {dt.date(2021, 6, 1)}  # nothing of bad.csv
+    assert {pd.Timestamp(d).date() for d in before["day"]} == {
+        dt.date(2021, 6, 1)
+    }  # nothing of bad.csv
     rec = wh.read("inbox_files").set_index("file_name")
     assert rec.loc["bad.csv", "status"] == "rejected" and rec.loc["bad.csv", "rows"] == 0
 
@@ -232,3 +234,28 @@ def test_price_and_weather_files_through_the_inbox(tmp_path, wh):
     assert [(o.kind, o.status) for o in out] == [("prices", "processed"), ("weather", "processed")]
     assert wh.row_counts()["prices"] == 24 and wh.row_counts()["weather"] == 24
     assert set(wh.read("prices")["source"]) == {"inbox:dayahead.csv"}
+
+
+def test_estimates_fill_only_the_gaps_from_the_same_hour_of_previous_days():
+    from models.ingest import check_readings_complete, estimate_missing_readings
+
+    days = [dt.date(2021, 6, d) for d in range(1, 9)]
+    rows = pd.concat(
+        [_raw(_meters(str(d), scale=1.0 + i / 10)).assign(day=d) for i, d in enumerate(days)]
+    )
+    rows["ts"] = pd.to_datetime(rows["ts"], utc=True)
+    rows["kwh"] = rows["kwh"].astype(float)
+    rows["quality"] = "measured"
+    last = days[-1]
+    gap = (rows["day"] == last) & rows["ts"].dt.hour.isin([8, 9])
+    mps = {"MP-A-C": MPS["MP-A-C"]}
+    check = check_readings_complete(rows[~gap], last, TZ, mps)
+    assert not check.passed and "MP-A-C: 2 of 24 intervals missing (10:00-12:00 local)" in (
+        check.description
+    )
+    est = estimate_missing_readings(rows[~gap], last, TZ, mps)
+    assert len(est) == 2 and (est["quality"] == "estimated").all()
+    expect = rows[(rows["ts"].dt.hour == 8) & (rows["day"] != last)]  # 10:00 local, 7 days
+    assert est.sort_values("ts")["kwh"].iloc[0] == pytest.approx(expect["kwh"].mean())
+    filled = pd.concat([rows[~gap], est])
+    assert check_readings_complete(filled, last, TZ, mps).passed

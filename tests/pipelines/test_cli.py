@@ -46,9 +46,39 @@ def test_ingest_good_then_malformed_file(home, tmp_path):
     r = runner.invoke(app, ["ingest", "meters", str(bad)])
     assert r.exit_code == 2
     assert "bad.csv" in r.output and "row 3" in r.output and "kwh" in r.output
-    assert wh.row_counts() == before
+    after = wh.row_counts()
+    assert after.pop("inbox_files") == before.pop("inbox_files") + 1  # the refusal, recorded
+    assert after == before
+    rejected = wh.read("inbox_files").set_index("file_name").loc["bad.csv"]
+    assert rejected["status"] == "rejected" and "row 3" in rejected["error"]
 
 
 def test_run_rejects_a_day_outside_the_data(home):
     r = runner.invoke(app, ["run", "--date", "2030-01-01"])
     assert r.exit_code == 2
+
+
+def test_init_creates_a_community_the_cli_then_works_on(tmp_path, monkeypatch):
+    folder = tmp_path / "borgo"
+    args = ["init", str(folder), "--name", "Borgo Solare", "--timezone", "Europe/Rome"]
+    args += ["--latitude", "45.07", "--longitude", "7.69", "--currency", "EUR"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (folder / "community.yaml").exists() and (folder / "inbox" / "meters").is_dir()
+    assert runner.invoke(app, args).exit_code == 2  # never overwrites
+    other = [args[0], str(tmp_path / "other"), *args[2:4], "--timezone", "Mars/Olympus"]
+    bad = runner.invoke(app, [*other, *args[6:]])
+    assert bad.exit_code == 2 and "timezone" in bad.output
+    text = (folder / "community.yaml").read_text()
+    text = text.replace('"TO FILL IN"', '"Assemblea"', 1).replace('"TO FILL IN"', "A-1", 1)
+    (folder / "community.yaml").write_text(text)
+    monkeypatch.setenv("ECM_CONFIG", str(folder / "community.yaml"))
+    monkeypatch.delenv("ECM_HOME", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(folder / ".ecm" / "dagster"))
+    r = runner.invoke(app, ["status"])
+    assert r.exit_code == 0, r.output
+    assert (folder / ".ecm" / "warehouse.duckdb").exists()  # the community's own warehouse
+    meters = tmp_path / "m.csv"
+    meters.write_text("metering_point_id,ts,kwh\nMP-M01-C,2026-11-25T00:00:00+01:00,0.4\n")
+    r = runner.invoke(app, ["ingest", "meters", str(meters)])
+    assert r.exit_code == 0, r.output
