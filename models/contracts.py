@@ -414,3 +414,21 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
         Naming the column and failing rows.
     """
     return schema(table).validate(df[TABLES[table].column_names].reset_index(drop=True))
+
+
+def contracts_markdown() -> str:
+    """The README's table reference, generated from :data:`TABLES` (a test keeps it in sync)."""
+    out = []
+    for t in TABLES.values():
+        scope = f"partitioned by `{t.partition}`" if t.partition else "replaced whole"
+        if t.name in ("inbox_files", "meter_readings_history"):
+            scope = "appended, never deleted" if t.name == "meter_readings_history" else (
+                "one row per file"
+            )
+        out.append(f"#### `{t.name}`\n{t.doc} Key: `({', '.join(t.key)})`; {scope}.\n")
+        out.append("| column | type | meaning |\n|---|---|---|")
+        for c in t.columns:
+            typ = c.sql + (" (nullable)" if c.nullable else "")
+            out.append(f"| `{c.name}` | {typ} | {c.doc} |")
+        out.append("")
+    return "\n".join(out)

@@ -250,8 +250,13 @@ def evaluate(
     home = _prepare_home()
     _check_day(d0)
     _check_day(d1)
+    from assets.ingest import take_inbox
+
     ecm = EcmResource()
     cfg, wh = ecm.community(), ecm.warehouse()
+    outcomes = take_inbox(ecm)
+    if outcomes:
+        _print_outcomes(outcomes)
     missing = missing_meter_data(wh, cfg, d0, d1)
     if missing:
         console.print(

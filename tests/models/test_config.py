@@ -106,3 +106,12 @@ def test_excel_unknown_member_named(tmp_path):
         ).to_excel(xl, sheet_name="batteries", index=False)
     with pytest.raises(ConfigError, match=r"metering_points.*row 2.*member_id.*'B'"):
         read_master_data_excel(path)
+
+
+def test_readme_table_reference_is_generated_from_the_contracts():
+    from pathlib import Path
+
+    from models.contracts import contracts_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert contracts_markdown() in readme

@@ -37,6 +37,8 @@ def test_definitions_load_with_all_assets_checks_job_and_schedule():
     assert defs.resolve_schedule_def("daily_schedule").cron_schedule == "0 6 * * *"
     evaluate = defs.resolve_job_def("evaluate")
     assert {k.to_user_string() for k in evaluate.asset_layer.executable_asset_keys} == {
+        "master_data",
+        "prices",
         "realised_flows",
         "evaluation",
     }
