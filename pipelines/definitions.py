@@ -32,8 +32,9 @@ evaluate_job = dg.define_asset_job(
     "evaluate",
     selection=dg.AssetSelection.assets("master_data", "prices", "realised_flows", "evaluation"),
     partitions_def=daily_partitions,
-    description="Price the configured tariffs, then replay one metered day under every controller (no battery, self-consumption, "
-    "ECM's real-time layer, perfect foresight) with the SoC carried from the day before.",
+    description="Price the configured tariffs, then replay one metered day under every "
+    "controller (no battery, self-consumption, ECM's real-time layer, perfect foresight) with "
+    "the SoC carried from the day before.",
 )
 
 ingest_job = dg.define_asset_job(
