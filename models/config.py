@@ -502,6 +502,7 @@ def _format_errors(source: str, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "<root>"
         lines.append(f"  {loc}: {err['msg']}")
+    lines.append("(every field is described under 'Onboard your community' in the README)")
     return "\n".join(lines)
 
 

@@ -51,7 +51,11 @@ def _ranges(ts: pd.DatetimeIndex, tz: str, interval_minutes: int) -> str:
             out.append((a, b))
             a = b = t
     out.append((a, b))
-    return ", ".join(f"{x:%H:%M}-{(y + step):%H:%M}" for x, y in out)
+    def end(x: pd.Timestamp, y: pd.Timestamp) -> str:
+        e = y + step
+        return "24:00" if e.date() > x.date() and (e.hour, e.minute) == (0, 0) else f"{e:%H:%M}"
+
+    return ", ".join(f"{x:%H:%M}-{end(x, y)}" for x, y in out)
 
 
 def check_readings_complete(

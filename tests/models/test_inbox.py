@@ -259,3 +259,18 @@ def test_estimates_fill_only_the_gaps_from_the_same_hour_of_previous_days():
     assert est.sort_values("ts")["kwh"].iloc[0] == pytest.approx(expect["kwh"].mean())
     filled = pd.concat([rows[~gap], est])
     assert check_readings_complete(filled, last, TZ, mps).passed
+
+
+def test_a_day_without_prices_is_refused_by_name():
+    from models.ingest import check_prices
+
+    day = dt.date(2021, 6, 1)
+    df = parse_price_file(_raw(PRICES), source="p.csv", currency="EUR", tz=TZ)
+    res = check_prices(df, day, TZ)
+    assert not res.passed
+    assert "2021-06-01 is not planned without prices" in res.description
+    assert "export price missing 00:00-24:00 local" in res.description  # the whole day
+    part = df[pd.DatetimeIndex(df["ts"]).tz_convert(TZ).hour < 20]
+    both = pd.concat([part, part.assign(price_type="export")])
+    res = check_prices(both, day, TZ)
+    assert "import price missing 20:00-24:00 local" in res.description
