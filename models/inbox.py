@@ -45,6 +45,7 @@ from models.meters import (
     _parse_ts,
     _row_no,
     file_sha256,
+    parse_numbers,
     read_meter_file,
     validate_meter_frame,
 )
@@ -119,29 +120,8 @@ def pending_files(inbox: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _parse_number(values: pd.Series, path: str, field: str, header_rows: int = 1) -> np.ndarray:
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
-            x = float(v)
-        else:
-            s = str(v).strip()
-            if "," in s:
-                raise InboxFileError(
-                    path, f"decimal comma in {s!r}: use a dot", _row_no(i, header_rows), field
-                )
-            try:
-                x = float(s)
-            except ValueError:
-                raise InboxFileError(
-                    path, f"not a number: {s!r}", _row_no(i, header_rows), field
-                ) from None
-        if not np.isfinite(x):
-            raise InboxFileError(
-                path, f"not a finite number: {v!r}", _row_no(i, header_rows), field
-            )
-        out[i] = x
-    return out
+def _parse_number(values: pd.Series, path: str, field: str) -> np.ndarray:
+    return parse_numbers(values, path, field, 1)
 
 
 def _columns(raw: pd.DataFrame, path: str, required: tuple[str, ...], optional: tuple[str, ...]):

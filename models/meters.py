@@ -160,7 +160,16 @@ def _parse_ts(values: pd.Series, path: str, header_rows: int) -> pd.Series:
     return pd.Series(pd.DatetimeIndex(out, tz="UTC") if out else pd.DatetimeIndex([], tz="UTC"))
 
 
-def _parse_kwh(values: pd.Series, path: str, header_rows: int) -> np.ndarray:
+def parse_numbers(
+    values: pd.Series, path: str, field: str, header_rows: int = 1
+) -> np.ndarray:
+    """Parse a column of numbers (dot decimals), naming the file, row and field of a bad one.
+
+    Raises
+    ------
+    MeterFileError
+        A decimal comma, text, or a non-finite value.
+    """
     out = np.empty(len(values))
     for i, v in enumerate(values):
         if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
@@ -169,20 +178,24 @@ def _parse_kwh(values: pd.Series, path: str, header_rows: int) -> np.ndarray:
             s = str(v).strip()
             if "," in s:
                 raise MeterFileError(
-                    path, f"decimal comma in {s!r}: use a dot", _row_no(i, header_rows), "kwh"
+                    path, f"decimal comma in {s!r}: use a dot", _row_no(i, header_rows), field
                 )
             try:
                 x = float(s)
             except ValueError:
                 raise MeterFileError(
-                    path, f"not a number: {s!r}", _row_no(i, header_rows), "kwh"
+                    path, f"not a number: {s!r}", _row_no(i, header_rows), field
                 ) from None
         if not math.isfinite(x):
             raise MeterFileError(
-                path, f"not a finite number: {v!r}", _row_no(i, header_rows), "kwh"
+                path, f"not a finite number: {v!r}", _row_no(i, header_rows), field
             )
         out[i] = x
     return out
+
+
+def _parse_kwh(values: pd.Series, path: str, header_rows: int) -> np.ndarray:
+    return parse_numbers(values, path, "kwh", header_rows)
 
 
 def validate_meter_frame(

@@ -49,6 +49,18 @@ class Warehouse:
             finally:
                 con.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside one transaction: committed at the end, rolled back on error."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def init_schema(self) -> None:
         """Create every table of :data:`models.contracts.TABLES` that does not exist yet."""
         with self.connect() as con:
@@ -120,21 +132,15 @@ class Warehouse:
                 if (df[col] != val).any():
                     raise ValueError(f"{table}: rows outside the slice {col}={val}")
             checked.append((t, df, *_where(t.column_names, where)))
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for t, df, clauses, params in checked:
-                    cols = ", ".join(f'"{c}"' for c in t.column_names)
-                    con.register("_ecm_new_rows", df)
-                    con.execute(f"DELETE FROM {t.name}{clauses}", list(params))  # noqa: S608
-                    con.execute(
-                        f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows"  # noqa: S608
-                    )
-                    con.unregister("_ecm_new_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.transaction() as con:
+            for t, df, clauses, params in checked:
+                cols = ", ".join(f'"{c}"' for c in t.column_names)
+                con.register("_ecm_new_rows", df)
+                con.execute(f"DELETE FROM {t.name}{clauses}", list(params))  # noqa: S608
+                con.execute(
+                    f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows"  # noqa: S608
+                )
+                con.unregister("_ecm_new_rows")
         return [len(df) for _, df, _, _ in checked]
 
     def replace_days(self, table: str, df: pd.DataFrame, days: Sequence[dt.date]) -> int:
@@ -225,58 +231,52 @@ class Warehouse:
         rows = conform(table, rows)
         on = " AND ".join(f"o.{k} = n.{k}" for k in key)
         cols = ", ".join(f'"{c}"' for c in t.column_names)
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.register("_ecm_new_rows", rows)
-                existing = int(
-                    con.execute(
-                        f"SELECT count(*) FROM {table} o JOIN _ecm_new_rows n ON {on}"  # noqa: S608
-                    ).fetchone()[0]
-                )
-                corrected = pd.DataFrame(columns=["day"])
-                if kind == "meters":
-                    corrected = con.execute(
-                        "SELECT o.*, n.kwh AS new_kwh FROM meter_readings o JOIN _ecm_new_rows n "
-                        "ON o.metering_point_id = n.metering_point_id AND o.ts = n.ts "
-                        "WHERE o.kwh <> n.kwh OR o.quality <> n.quality"
-                    ).df()
-                    if len(corrected):
-                        corrected["day"] = [pd.Timestamp(d).date() for d in corrected["day"]]
-                        corrected["superseded_at"] = record["received_at"]
-                        corrected["superseded_by"] = record["file_name"]
-                        hist = conform("meter_readings_history", _normalise(corrected))
-                        hcols = ", ".join(
-                            f'"{c}"' for c in TABLES["meter_readings_history"].column_names
-                        )
-                        con.register("_ecm_hist", hist)
-                        con.execute(
-                            f"INSERT INTO meter_readings_history ({hcols}) "  # noqa: S608
-                            f"SELECT {hcols} FROM _ecm_hist"
-                        )
-                        con.unregister("_ecm_hist")
+        with self.transaction() as con:
+            con.register("_ecm_new_rows", rows)
+            existing = int(
                 con.execute(
-                    f"DELETE FROM {table} o USING _ecm_new_rows n WHERE {on}"  # noqa: S608
-                )
-                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
-                con.unregister("_ecm_new_rows")
-                days = sorted({pd.Timestamp(d).date() for d in corrected["day"]})
-                rec = dict(record)
-                rec.update(
-                    new_rows=len(rows) - existing,
-                    corrected_rows=len(corrected),
-                    corrected_days=",".join(d.isoformat() for d in days),
-                )
-                recdf = conform("inbox_files", pd.DataFrame([rec]))
-                con.register("_ecm_rec", recdf)
-                con.execute("DELETE FROM inbox_files WHERE sha256 = ?", [rec["sha256"]])
-                rcols = ", ".join(f'"{c}"' for c in TABLES["inbox_files"].column_names)
-                con.execute(f"INSERT INTO inbox_files ({rcols}) SELECT {rcols} FROM _ecm_rec")  # noqa: S608
-                con.unregister("_ecm_rec")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+                    f"SELECT count(*) FROM {table} o JOIN _ecm_new_rows n ON {on}"  # noqa: S608
+                ).fetchone()[0]
+            )
+            corrected = pd.DataFrame(columns=["day"])
+            if kind == "meters":
+                corrected = con.execute(
+                    "SELECT o.*, n.kwh AS new_kwh FROM meter_readings o JOIN _ecm_new_rows n "
+                    "ON o.metering_point_id = n.metering_point_id AND o.ts = n.ts "
+                    "WHERE o.kwh <> n.kwh OR o.quality <> n.quality"
+                ).df()
+                if len(corrected):
+                    corrected["day"] = [pd.Timestamp(d).date() for d in corrected["day"]]
+                    corrected["superseded_at"] = record["received_at"]
+                    corrected["superseded_by"] = record["file_name"]
+                    hist = conform("meter_readings_history", _normalise(corrected))
+                    hcols = ", ".join(
+                        f'"{c}"' for c in TABLES["meter_readings_history"].column_names
+                    )
+                    con.register("_ecm_hist", hist)
+                    con.execute(
+                        f"INSERT INTO meter_readings_history ({hcols}) "  # noqa: S608
+                        f"SELECT {hcols} FROM _ecm_hist"
+                    )
+                    con.unregister("_ecm_hist")
+            con.execute(
+                f"DELETE FROM {table} o USING _ecm_new_rows n WHERE {on}"  # noqa: S608
+            )
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+            con.unregister("_ecm_new_rows")
+            days = sorted({pd.Timestamp(d).date() for d in corrected["day"]})
+            rec = dict(record)
+            rec.update(
+                new_rows=len(rows) - existing,
+                corrected_rows=len(corrected),
+                corrected_days=",".join(d.isoformat() for d in days),
+            )
+            recdf = conform("inbox_files", pd.DataFrame([rec]))
+            con.register("_ecm_rec", recdf)
+            con.execute("DELETE FROM inbox_files WHERE sha256 = ?", [rec["sha256"]])
+            rcols = ", ".join(f'"{c}"' for c in TABLES["inbox_files"].column_names)
+            con.execute(f"INSERT INTO inbox_files ({rcols}) SELECT {rcols} FROM _ecm_rec")  # noqa: S608
+            con.unregister("_ecm_rec")
         return {
             "new_rows": len(rows) - existing,
             "corrected_rows": len(corrected),
@@ -293,22 +293,16 @@ class Warehouse:
         """
         df = conform("meter_readings", df)
         cols = ", ".join(f'"{c}"' for c in TABLES["meter_readings"].column_names)
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.register("_ecm_new_rows", df)
-                n = int(
-                    con.execute(
-                        f"INSERT INTO meter_readings ({cols}) SELECT {cols} FROM _ecm_new_rows n "  # noqa: S608
-                        "WHERE NOT EXISTS (SELECT 1 FROM meter_readings o WHERE "
-                        "o.metering_point_id = n.metering_point_id AND o.ts = n.ts)"
-                    ).fetchone()[0]
-                )
-                con.unregister("_ecm_new_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.transaction() as con:
+            con.register("_ecm_new_rows", df)
+            n = int(
+                con.execute(
+                    f"INSERT INTO meter_readings ({cols}) SELECT {cols} FROM _ecm_new_rows n "  # noqa: S608
+                    "WHERE NOT EXISTS (SELECT 1 FROM meter_readings o WHERE "
+                    "o.metering_point_id = n.metering_point_id AND o.ts = n.ts)"
+                ).fetchone()[0]
+            )
+            con.unregister("_ecm_new_rows")
         return n
 
     def _swap(self, table: str, df: pd.DataFrame, delete_sql: str, params: Sequence[Any]) -> int:
@@ -316,17 +310,11 @@ class Warehouse:
         ``_ecm_new_rows``), insert ``df``, commit; roll back on any error."""
         t = TABLES[table]
         cols = ", ".join(f'"{c}"' for c in t.column_names)
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.register("_ecm_new_rows", df)
-                con.execute(delete_sql, list(params))
-                con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
-                con.unregister("_ecm_new_rows")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.transaction() as con:
+            con.register("_ecm_new_rows", df)
+            con.execute(delete_sql, list(params))
+            con.execute(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _ecm_new_rows")  # noqa: S608
+            con.unregister("_ecm_new_rows")
         return len(df)
 
     def row_counts(self) -> dict[str, int]:
