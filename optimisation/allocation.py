@@ -43,6 +43,9 @@ import pandas as pd
 RULES = ("pro_rata_consumption", "shapley")
 """Allocation rules understood by :func:`allocate`."""
 
+LOSS_SHARING = ("pro_rata_consumption", "equal")
+"""How a day whose benefit is negative is shared (a policy choice, approved with the rules)."""
+
 MAX_EXACT_PLAYERS = 20
 """Largest number of players for exact (2^P coalitions) Shapley values."""
 
@@ -135,6 +138,9 @@ class AllocationInputs:
     community_cost: np.ndarray
     incentive_per_kwh: float
     currency: str = "EUR"
+    alone_import_kwh: np.ndarray | None = None
+    alone_export_kwh: np.ndarray | None = None
+    loss_sharing: str = "pro_rata_consumption"
 
     def __post_init__(self) -> None:
         players = self.players
@@ -169,6 +175,26 @@ class AllocationInputs:
                 raise AllocationError(f"{name}: energies must be non-negative")
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+
+        for name in ("alone_import_kwh", "alone_export_kwh"):
+            value = getattr(self, name)
+            arr = (
+                np.zeros((n_players, n_intervals or 1))
+                if value is None
+                else _float_array(value, name)
+            )
+            if arr.shape != (n_players, n_intervals):
+                raise AllocationError(
+                    f"{name}: expected shape ({n_players}, {n_intervals}), got {arr.shape}"
+                )
+            if np.any(arr < 0):
+                raise AllocationError(f"{name}: energies must be non-negative")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if self.loss_sharing not in LOSS_SHARING:
+            raise AllocationError(
+                f"loss_sharing: unknown {self.loss_sharing!r}; known: {list(LOSS_SHARING)}"
+            )
 
         for name in ("standalone_cost", "community_cost"):
             arr = _float_array(getattr(self, name), name)
@@ -643,28 +669,77 @@ def _pro_rata(
     return amounts, shared, texts
 
 
-def _shapley(inputs: AllocationInputs) -> tuple[list[Fraction], np.ndarray, list[str]]:
+def _shapley(
+    inputs: AllocationInputs, benefit: Decimal
+) -> tuple[list[float], np.ndarray, list[str], dict[str, Any]]:
+    """The settlement game's Shapley value, made individually rational (see
+    :mod:`optimisation.game`)."""
+    from optimisation.game import (
+        SettlementGame,
+        core_check,
+        project_individually_rational,
+        shapley_values,
+    )
+
     n = len(inputs.players)
-    if n > MAX_EXACT_PLAYERS:
-        raise AllocationError(
-            f"players: exact Shapley is limited to {MAX_EXACT_PLAYERS} players, got {n} "
-            "(sampling is not implemented)"
-        )
-    values = coalition_values(_energy_units(inputs.import_kwh), _energy_units(inputs.export_kwh))
-    phi_units = shapley_fractions(values, n)
-    phi_kwh = [f / ENERGY_UNITS_PER_KWH for f in phi_units]
-    incentive = _as_fraction(inputs.incentive_per_kwh, "incentive_per_kwh")
-    savings = _savings(inputs)
-    shares = [incentive * f for f in phi_kwh]
-    amounts = [s + sv for s, sv in zip(shares, savings, strict=True)]
+    savings = [float(x) for x in _savings(inputs)]
+    game = SettlementGame(
+        savings=np.array(savings),
+        incentive_per_kwh=inputs.incentive_per_kwh,
+        ecm_import=inputs.import_kwh,
+        ecm_export=inputs.export_kwh,
+        alone_import=inputs.alone_import_kwh,
+        alone_export=inputs.alone_export_kwh,
+        benefit=float(benefit),
+    )
+    phi, se, method = shapley_values(game)
+    b = float(benefit)
     cur = inputs.currency
-    texts = [
-        f"Shapley value: average marginal contribution over {1 << n:,} coalitions = "
-        f"{float(s):.2f} incentive share ({float(k):.2f} kWh shared × {_fmt_rate(incentive)} "
-        f"{cur}/kWh) + {float(sv):.2f} own savings vs acting alone"
-        for s, k, sv in zip(shares, phi_kwh, savings, strict=True)
-    ]
-    return amounts, np.array([float(k) for k in phi_kwh]), texts
+    if b >= 0:
+        x = project_individually_rational(phi, b)
+        how = "no player below acting alone"
+    elif inputs.loss_sharing == "equal":
+        x = np.full(n, b / n)
+        how = "the day's loss shared equally (approved loss_sharing)"
+    else:
+        cons = inputs.consumption_kwh.sum(axis=1)
+        losses = np.maximum(-np.array(savings), 0.0)
+        if cons.sum() > 0:
+            x = b * cons / cons.sum()
+        elif losses.sum() > 0:  # nobody consumed: those who lost carry the loss
+            x = b * losses / losses.sum()
+        else:
+            x = np.full(n, b / n)
+        how = "the day's loss shared pro rata to consumption (approved loss_sharing)"
+    core = core_check(game, x)
+    if n <= MAX_EXACT_PLAYERS:
+        shared_units = coalition_values(
+            _energy_units(inputs.import_kwh), _energy_units(inputs.export_kwh)
+        )
+        shared = np.array([float(f) for f in shapley_fractions(shared_units, n)]) / (
+            ENERGY_UNITS_PER_KWH
+        )
+    else:
+        shared = pro_rata_shared_kwh(inputs.import_kwh, inputs.export_kwh).sum(axis=1)
+    texts = []
+    for p in range(n):
+        err = f" ± {se[p]:.2f}" if se is not None else ""
+        adj = x[p] - phi[p]
+        label = f"{method}, {1 << n:,} coalitions" if se is None else method
+        texts.append(
+            f"Shapley value of the community game ({label}) "
+            f"{phi[p]:.2f}{err} {cur} (own saving vs acting alone {savings[p]:.2f}, "
+            f"{shared[p]:.2f} kWh shared)"
+            + (f", {adj:+.2f} so that {how}" if abs(adj) >= 0.005 else "")
+        )
+    info = {
+        "method": method,
+        "in_core": core.in_core,
+        "core_max_violation": core.max_violation,
+        "core_method": core.method,
+        "max_se": float(se.max()) if se is not None else 0.0,
+    }
+    return [float(v) for v in x], shared, texts, info
 
 
 def allocate(inputs: AllocationInputs, rules: Sequence[str] = RULES) -> pd.DataFrame:
@@ -710,11 +785,12 @@ def allocate(inputs: AllocationInputs, rules: Sequence[str] = RULES) -> pd.DataF
     daily_imp = [math.fsum(r) for r in inputs.import_kwh]
     daily_exp = [math.fsum(r) for r in inputs.export_kwh]
     rows: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
     for rule in rules:
         if rule == "pro_rata_consumption":
             amounts, shared, texts = _pro_rata(inputs, benefit)
         else:
-            amounts, shared, texts = _shapley(inputs)
+            amounts, shared, texts, info = _shapley(inputs, benefit)
         rounded = largest_remainder(amounts, benefit, CENT, keys=players)
         for p, player in enumerate(players):
             rows.append(
@@ -733,6 +809,7 @@ def allocate(inputs: AllocationInputs, rules: Sequence[str] = RULES) -> pd.DataF
             )
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["amount"] = frame["amount"].astype(object)
+    frame.attrs["game"] = info
     return frame
 
 

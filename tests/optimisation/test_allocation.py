@@ -181,8 +181,8 @@ def test_three_player_example_by_hand() -> None:
     prr = df[df["rule"] == "pro_rata_consumption"].set_index("member_id")
     assert prr["shared_kwh"].tolist() == pytest.approx([0.0, 3.0, 3.0])
     assert shap.loc["A", "explanation"] == (
-        "Shapley value: average marginal contribution over 8 coalitions = 1.00 incentive "
-        "share (3.33 kWh shared × 0.30 EUR/kWh) + 0.50 own savings vs acting alone = 1.50 EUR"
+        "Shapley value of the community game (exact, 8 coalitions) 1.50 EUR (own saving vs "
+        "acting alone 0.50, 3.33 kWh shared) = 1.50 EUR"
     )
     assert prr.loc["B", "explanation"] == (
         "pro rata: 40.0% of the community's consumption (4.0 of 10.0 kWh) × benefit 2.60 EUR"
@@ -583,9 +583,10 @@ def test_individually_rational_lists_players_worse_off() -> None:
         **_fields(standalone_cost=[1.0, 1.0], community_cost=[0.5, 1.6], incentive_per_kwh=0.0)
     )
     df = allocate(inputs)
-    # savings 0.50 and −0.60: Shapley keeps them, pro rata (3 : 7 of −0.10) spreads the loss
-    assert amounts(df, "shapley") == {"A": Decimal("0.50"), "B": Decimal("-0.60")}
-    assert individually_rational(df, "shapley") == ["B"]
+    # savings 0.50 and −0.60, no incentive: the day lost 0.10 against acting alone, and the
+    # approved loss-sharing policy (pro rata to consumption, 3 : 7) spreads it under both rules
+    assert amounts(df, "shapley") == amounts(df, "pro_rata_consumption")
+    assert individually_rational(df, "shapley") == ["A", "B"]
     assert individually_rational(df, "pro_rata_consumption") == ["A", "B"]
     assert individually_rational(allocate(three_players()), "shapley") == []
     with pytest.raises(AllocationError, match="no rows"):
