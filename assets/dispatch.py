@@ -2,9 +2,11 @@
 
 import datetime as dt
 import json
+from typing import Any
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from dagster import AssetKey
 
 from assets.forecast import scenarios
@@ -18,7 +20,14 @@ from models.ingest import (
     check_readings_plausible,
     check_readings_unique,
 )
+from models.ledger import array_digest, frame_digest, policy_document, policy_hash, sha256
 from models.master_data import metering_point_index
+from models.settlement_store import (
+    PolicyNotApproved,
+    append_settlement,
+    approval_in_force,
+    latest_version,
+)
 from models.timeutil import as_date, day_intervals_utc
 from optimisation.allocation import AllocationInputs, allocate, gini
 from optimisation.dispatch import (
@@ -202,25 +211,69 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     owner = players.index(cfg.shared_assets.owner_id)
     a_imp[owner] = matrix("no_battery", "import_kwh")[owner]
     a_exp[owner] = matrix("no_battery", "export_kwh")[owner]
+    doc = policy_document(cfg)
+    p_hash = policy_hash(doc)
+    try:
+        approval = approval_in_force(wh, cfg, doc, p_hash)
+    except PolicyNotApproved as err:
+        raise dg.Failure(description=f"Settlement of {day} refused: {err}") from None
+    load = matrix("ecm", "load_kwh")
     inputs = AllocationInputs(
         players=tuple(players),
-        consumption_kwh=matrix("ecm", "load_kwh"),
+        consumption_kwh=load,
         import_kwh=imp,
         export_kwh=exp,
         standalone_cost=grid_cost(a_imp, a_exp, price, exp_price),
         community_cost=grid_cost(imp, exp, price, exp_price),
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
         currency=cfg.community.currency,
+        alone_import_kwh=a_imp,
+        alone_export_kwh=a_exp,
+        loss_sharing=cfg.fairness.loss_sharing,
     )
     df = allocate(inputs, cfg.fairness.rules).assign(day=day, currency=cfg.community.currency)
     df["is_settlement"] = df["rule"] == cfg.fairness.settlement_rule
-    n = wh.replace("allocations", df, {"day": day})
+    game = df.attrs.get("game", {})
+    readings = wh.read_day("meter_readings", day)
+    meter_hash = frame_digest(readings, ["metering_point_id", "ts", "kwh", "quality"])
+    input_hash = sha256(
+        meter_hash + array_digest(load, imp, exp, a_imp, a_exp, price, exp_price)
+    )
+    latest = latest_version(wh, day)
+    if latest and latest["input_hash"] == input_hash and latest["policy_hash"] == p_hash:
+        version, reason = latest, "unchanged inputs: no new version"
+    else:
+        reason = _reason(wh, day, latest, meter_hash, p_hash)
+        total = df.loc[df["is_settlement"], "amount"].sum()
+        version = append_settlement(
+            wh,
+            day,
+            df,
+            {
+                "reason": reason,
+                "input_hash": input_hash,
+                "meter_hash": meter_hash,
+                "policy_hash": p_hash,
+                "approval_reference": f"{approval['reference']} by {approval['approved_by']} "
+                f"on {pd.Timestamp(approval['approved_on']).date()}",
+                "settlement_rule": cfg.fairness.settlement_rule,
+                "total": total,
+                "method": game.get("method", "n/a"),
+                "in_core": bool(game.get("in_core", True)),
+                "core_max_violation": float(game.get("core_max_violation", 0.0)),
+                "core_method": game.get("core_method", "n/a"),
+            },
+        )
+    n = len(df)
     return dg.MaterializeResult(
         metadata={
             "rows_written": n,
+            "version": int(version["version"]),
+            "reason": reason,
+            "in_core": bool(version["in_core"]),
+            "core_max_violation": float(version["core_max_violation"]),
             "settlement_rule": cfg.fairness.settlement_rule,
-            "policy_approval": f"{cfg.fairness.approval.reference} by "
-            f"{cfg.fairness.approval.approved_by} on {cfg.fairness.approval.approved_on}",
+            "policy_approval": str(version["approval_reference"]),
             **{f"total_{r}": float(g["amount"].sum()) for r, g in df.groupby("rule")},
             **{
                 f"gini_{r}": round(gini(g["amount"].astype(float).to_numpy()), 4)
@@ -231,6 +284,27 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
                 df.pivot(index="member_id", columns="rule", values="amount").to_markdown()
             ),
         }
+    )
+
+
+def _reason(
+    wh: Any, day: dt.date, latest: dict | None, meter_hash: str, p_hash: str
+) -> str:
+    """Why a new settlement version is made."""
+    if latest is None:
+        return "first settlement"
+    if latest["meter_hash"] != meter_hash:
+        files = wh.query(
+            "SELECT file_name FROM inbox_files WHERE status = 'processed' AND received_at > ? "
+            "AND contains(corrected_days, ?) ORDER BY received_at",
+            [latest["created_at"], day.isoformat()],
+        )["file_name"].tolist()
+        return "meter data corrected" + (f" ({', '.join(files)})" if files else "")
+    if latest["policy_hash"] != p_hash:
+        return "fairness policy changed (new approval)"
+    return (
+        "realised operation changed (the state of charge carried from a restated previous "
+        "day, or a re-run)"
     )
 
 

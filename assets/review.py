@@ -14,6 +14,7 @@ from assets.queries import actuals
 from assets.resources import EcmResource
 from models.anomalies import forecast_anomalies, meter_anomalies
 from models.reports import key_figures, render_member_statements, render_plan_report
+from models.settlement_store import latest_version, settled_allocations
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
 
 
@@ -81,7 +82,8 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     wh = ecm.warehouse()
     saved = json.loads((plan_dir(ecm, day) / "summary.json").read_text())
     fc = wh.query("SELECT * FROM forecasts WHERE day = ? AND is_champion", [day])
-    alloc = wh.read_day("allocations", day)
+    alloc = settled_allocations(wh, day)
+    version = latest_version(wh, day)
     anom = wh.read_day("anomalies", day)
     common = {"community_name": cfg.community.name, "currency": cfg.community.currency}
     plan_path = render_plan_report(
@@ -96,6 +98,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         settlement_rule=cfg.fairness.settlement_rule,
         solve_info=saved["solve_info"],
         realised=wh.read_day("evaluation", day),
+        settlement=version,
         **common,
     )
     statements = render_member_statements(
@@ -105,6 +108,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         members=wh.read("members"),
         settlement_rule=cfg.fairness.settlement_rule,
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
+        settlement=version,
         **common,
     )
     figures = key_figures(saved["summary"], alloc, anom, cfg.fairness.settlement_rule)

@@ -321,6 +321,11 @@ class Fairness(_Strict):
 
     rules: tuple[str, ...] = Field(min_length=1)
     settlement_rule: str
+    loss_sharing: Literal["pro_rata_consumption", "equal"] = Field(
+        default="pro_rata_consumption",
+        description="how a day whose benefit is negative is shared (the members all lost "
+        "against acting alone)",
+    )
     approval: Approval
 
     @field_validator("rules")

@@ -280,8 +280,71 @@ TABLES: dict[str, Table] = {
                 _c("community_cost", "DOUBLE", "grid cost with the community plan [currency]"),
                 _c("is_settlement", "BOOLEAN", "the rule that is billed (per the approved policy)"),
                 _c("explanation", "VARCHAR", "why the member got this amount"),
+                _c("version", "INTEGER", "settlement version of the day (1, 2, ...)"),
+                _c(
+                    "delta",
+                    "DECIMAL(18,2)",
+                    "amount minus the previous version's [currency]; null in version 1",
+                    True,
+                ),
             ),
-            ("day", "member_id", "rule"),
+            ("day", "version", "member_id", "rule"),
+        ),
+        Table(
+            "settlement_versions",
+            "Each settlement of a day: why it was made, on what inputs, under which approved "
+            "policy; hash-chained in audit_ledger. Versions are never overwritten.",
+            (
+                _c("day", "DATE", "local day settled"),
+                _c("version", "INTEGER", "1 for the first settlement, +1 for each restatement"),
+                _c("created_at", _TS, "when it was settled (UTC)"),
+                _c("reason", "VARCHAR", "first settlement | meter data corrected | ..."),
+                _c("input_hash", "VARCHAR", "SHA-256 of the settlement's inputs"),
+                _c("meter_hash", "VARCHAR", "SHA-256 of the day's meter readings"),
+                _c("policy_hash", "VARCHAR", "SHA-256 of the fairness policy settled under"),
+                _c("approval_reference", "VARCHAR", "the approval of that policy"),
+                _c("settlement_rule", "VARCHAR", "the rule billed"),
+                _c("total", "DECIMAL(18,2)", "benefit distributed [currency]"),
+                _c("method", "VARCHAR", "how the Shapley value was computed (exact | sampled)"),
+                _c("in_core", "BOOLEAN", "no coalition would gain by leaving (checked)"),
+                _c("core_max_violation", "DOUBLE", "max v(S) - x(S) over coalitions [currency]"),
+                _c("core_method", "VARCHAR", "exact (every coalition) | sampled"),
+                _c("prev_hash", "VARCHAR", "hash of the previous ledger entry"),
+                _c("hash", "VARCHAR", "this version's ledger hash (covers its allocation rows)"),
+            ),
+            ("day", "version"),
+        ),
+        Table(
+            "policy_approvals",
+            "Recorded approvals of fairness policies, each bound to the policy's hash.",
+            (
+                _c("policy_hash", "VARCHAR", "SHA-256 of the policy document"),
+                _c("policy_json", "VARCHAR", "the policy approved (rules, settlement rule, ...)"),
+                _c("approved_by", "VARCHAR", "who approved it"),
+                _c("reference", "VARCHAR", "minutes or decision id"),
+                _c("approved_on", "DATE", "date of the decision"),
+                _c("recorded_at", _TS, "when ECM recorded it (UTC)"),
+                _c("source", "VARCHAR", "configuration (first policy) | ecm policy approve"),
+                _c("prev_hash", "VARCHAR", "hash of the previous ledger entry"),
+                _c("hash", "VARCHAR", "this approval's ledger hash"),
+            ),
+            ("policy_hash",),
+            None,
+        ),
+        Table(
+            "audit_ledger",
+            "Append-only hash chain over settlement versions and policy approvals.",
+            (
+                _c("seq", "INTEGER", "position in the chain (1, 2, ...)"),
+                _c("kind", "VARCHAR", "settlement | approval"),
+                _c("subject", "VARCHAR", "'<day> v<version>' or the policy hash"),
+                _c("payload_hash", "VARCHAR", "SHA-256 of the entry's rows"),
+                _c("created_at", _TS, "when it was appended (UTC)"),
+                _c("prev_hash", "VARCHAR", "hash of entry seq - 1 ('' for the first)"),
+                _c("hash", "VARCHAR", "SHA-256 of prev_hash, kind, subject, payload, time"),
+            ),
+            ("seq",),
+            None,
         ),
         Table(
             "realised_flows",
@@ -416,15 +479,22 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     return schema(table).validate(df[TABLES[table].column_names].reset_index(drop=True))
 
 
+APPEND_ONLY = {
+    "inbox_files": "one row per file",
+    "meter_readings_history": "appended, never deleted",
+    "settlement_versions": "appended per version, never overwritten",
+    "policy_approvals": "appended, never deleted",
+    "audit_ledger": "append-only",
+}
+
+
 def contracts_markdown() -> str:
     """The README's table reference, generated from :data:`TABLES` (a test keeps it in sync)."""
     out = []
     for t in TABLES.values():
         scope = f"partitioned by `{t.partition}`" if t.partition else "replaced whole"
-        if t.name in ("inbox_files", "meter_readings_history"):
-            scope = "appended, never deleted" if t.name == "meter_readings_history" else (
-                "one row per file"
-            )
+        if t.name in APPEND_ONLY:
+            scope = APPEND_ONLY[t.name]
         out.append(f"#### `{t.name}`\n{t.doc} Key: `({', '.join(t.key)})`; {scope}.\n")
         out.append("| column | type | meaning |\n|---|---|---|")
         for c in t.columns:

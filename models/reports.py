@@ -82,11 +82,13 @@ RULE_DESCRIPTIONS = {
         "so that they add up exactly to the benefit."
     ),
     "shapley": (
-        "Each member receives its Shapley value: its average marginal contribution to the "
-        "community's benefit over every order in which the members could have joined. In "
-        "practice that is the incentive times the member's Shapley share of the shared energy, "
-        "plus the member's own grid-bill savings against acting alone. Amounts are rounded to "
-        "the cent so that they add up exactly to the benefit."
+        "Each member receives its Shapley value: its average marginal contribution to what "
+        "the community saves against everyone acting alone, over every order in which the "
+        "members could have joined (each group of members is valued on the metered day, by the "
+        "better of ECM's operation and the self-consumption rule). On a day that gains, the "
+        "values are adjusted as little as possible so that nobody receives less than acting "
+        "alone; a day that loses is shared by the approved loss-sharing policy. Amounts are "
+        "rounded to the cent so that they add up exactly to the benefit."
     ),
 }
 """Plain-language explanation of each fairness rule, shown in the statements' footnote."""
@@ -239,6 +241,13 @@ price &minus; export &times; export price, before incentives.</p>
 {% endif %}
 
 <h2>Allocation of the community benefit</h2>
+{% if settlement %}<p id="settlement-version">Settlement version {{ settlement.version }}
+({{ settlement.reason }}), created {{ settlement.created_at }}; policy approved as
+{{ settlement.approval_reference }}. Shapley computed {{ settlement.method }}. Core check
+({{ settlement.core_method }}): {% if settlement.in_core %}in the core, no group of members
+would gain by leaving{% else %}not in the core: a group of members would gain up to
+{{ "%.2f"|format(settlement.core_max_violation) }} {{ currency }} by leaving{% endif %}.</p>
+{% endif %}
 {% for t in allocation_tables %}
 <h3>{{ t.label }}{% if t.settles %} (settlement rule){% endif %}</h3>
 <table class="allocation" id="alloc-{{ t.rule }}">
@@ -268,6 +277,10 @@ kind %}, {{ kind }}{% endif %}) &middot; {{ day }}</p>
 <p class="credit" id="credit">{{ credit }} {{ currency }}</p>
 <p>Shared energy allocated to you: <strong id="shared">{{ shared }} kWh</strong></p>
 {% if explanation %}<p id="explanation">{{ explanation }}</p>{% endif %}
+{% if settlement %}<p id="settlement">Settlement version {{ settlement.version }}
+({{ settlement.reason }}){% if delta %}: {{ delta }} {{ currency }} against the previous
+version{% endif %}. Settled under the fairness policy approved as
+{{ settlement.approval_reference }}.</p>{% endif %}
 
 <h2>Under every rule</h2>
 <table id="rules">
@@ -400,8 +413,12 @@ def render_plan_report(
     members: pd.DataFrame | None = None,
     owner_id: str = "COMMUNITY",
     realised: pd.DataFrame | None = None,
+    settlement: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the operators' daily plan report.
+
+    ``settlement`` (optional) is the day's latest ``settlement_versions`` row: version,
+    reason, approval and the core check are shown with the allocations.
 
     ``realised`` (optional) holds the day's ``evaluation`` rows: the metered day under every
     controller, shown beside the plan.
@@ -497,6 +514,7 @@ def render_plan_report(
         "member_rows": _member_plan_rows(expected, names, owner_id),
         **_anomaly_context(anomalies, zone),
         "allocation_tables": _allocation_tables(allocations, settlement_rule, names, owner_id),
+        "settlement": settlement,
         **_realised_context(realised, summary, currency),
     }
     html = _ENV.get_template("plan.html").render(**context)
@@ -519,8 +537,12 @@ def render_member_statements(
     members: pd.DataFrame,
     settlement_rule: str,
     incentive_per_kwh: float,
+    settlement: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write one statement per allocated member (and the community fund) plus an index.
+
+    ``settlement`` (optional) is the day's ``settlement_versions`` row: each statement names
+    the version, why it was made, its delta against the previous version and the approval.
 
     Parameters
     ----------
@@ -615,6 +637,15 @@ def render_member_statements(
                 settlement_rule, f"the {settlement_rule} rule divides the community's benefit."
             ),
             incentive_rate=_rate(incentive_per_kwh),
+            settlement=settlement,
+            delta=(
+                _money(_to_cents(settle["delta"]))
+                if settle is not None
+                and "delta" in settle.index
+                and settle["delta"] is not None
+                and not pd.isna(settle["delta"])
+                else ""
+            ),
         )
         path = st_dir / f"{mid}.html"
         _atomic_write(path, html)

@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Validate and import files into the warehouse.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+policy_app = typer.Typer(help="The fairness policy and its approvals.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+audit_app = typer.Typer(help="The hash-chained audit ledger.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console()
 REPO = Path(__file__).resolve().parents[1]
 
@@ -461,6 +465,88 @@ def init(
         f"  ECM_CONFIG={config} ecm backfill --start ... --end ...\n"
         f"(see {config.parent / 'README.txt'} and 'Onboard your community' in the README)"
     )
+
+
+@policy_app.command("status")
+def policy_status() -> None:
+    """Show the fairness policy in force, its hash and whether it is approved."""
+    import json
+
+    from assets.resources import EcmResource
+    from models.ledger import policy_diff, policy_document, policy_hash
+    from models.settlement_store import approvals
+
+    _prepare_home()
+    ecm = EcmResource()
+    cfg, wh = ecm.community(), ecm.warehouse()
+    doc = policy_document(cfg)
+    h = policy_hash(doc)
+    console.print(f"policy {h[:16]}...: {escape(json.dumps(doc, sort_keys=True))}")
+    df = approvals(wh)
+    hit = df[df["policy_hash"] == h]
+    if len(hit):
+        r = hit.iloc[-1]
+        console.print(f"[green]approved[/green]: {r['reference']} by {r['approved_by']}")
+    elif df.empty:
+        console.print(
+            "no approval recorded yet: the configuration's approval is recorded at "
+            "the first settlement"
+        )
+    else:
+        last = df.iloc[-1]
+        for line in policy_diff(json.loads(last["policy_json"]), doc):
+            console.print(f"[yellow]changed since the last approval: {escape(line)}[/yellow]")
+        console.print("approve with: ecm policy approve --by NAME --reference REF")
+        raise typer.Exit(1)
+
+
+@policy_app.command("approve")
+def policy_approve(
+    by: str = typer.Option(..., "--by", help="who approved it (e.g. the general assembly)"),
+    reference: str = typer.Option(..., "--reference", help="minutes or decision id"),
+    on: str = typer.Option(None, "--on", help="date of the decision (default today)"),
+) -> None:
+    """Record the approval of the fairness policy now in the configuration (in the ledger)."""
+    from assets.resources import EcmResource
+    from models.ledger import policy_document, policy_hash
+    from models.settlement_store import PolicyNotApproved, record_approval
+
+    _prepare_home()
+    ecm = EcmResource()
+    cfg, wh = ecm.community(), ecm.warehouse()
+    doc = policy_document(cfg)
+    h = policy_hash(doc)
+    try:
+        record_approval(
+            wh,
+            doc,
+            h,
+            approved_by=by,
+            reference=reference,
+            approved_on=_parse_day(on) if on else dt.date.today(),
+            source="ecm policy approve",
+        )
+    except PolicyNotApproved as err:
+        console.print(f"{escape(str(err))}: nothing to record")
+        return
+    console.print(f"[green]approved[/green] policy {h[:16]}... ({reference} by {by})")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every settlement version and approval from the stored rows and check the
+    hash chain; exit 1 naming the first broken link."""
+    from assets.resources import EcmResource
+    from models.settlement_store import verify
+
+    _prepare_home()
+    n, problems = verify(EcmResource().warehouse())
+    if problems:
+        console.print(f"[red]audit ledger broken[/red] ({n} entries): {escape(problems[0])}")
+        for p in problems[1:10]:
+            console.print(f"  {escape(p)}")
+        raise typer.Exit(1)
+    console.print(f"[green]audit ledger intact[/green]: {n} entries verified")
 
 
 @app.command()
