@@ -39,7 +39,7 @@ def wh(home):
 
 def test_every_table_has_rows_for_the_day(wh):
     counts = wh.row_counts()
-    assert set(counts) == set(TABLES) and len(counts) == 15
+    assert set(counts) == set(TABLES) and len(counts) == 18
     for name, n in counts.items():
         if name != "meter_readings_history":  # only corrections write it
             assert n > 0, name
@@ -203,6 +203,8 @@ def test_corrected_meter_file_is_used_and_never_reverted_by_the_routine_feed(hom
         [DAY],
     ).sort_values("ts")
     corrected = stored.assign(kwh=(stored["kwh"] * 1.25).round(6))
+    v1 = wh.query("SELECT * FROM allocations WHERE day = ? AND version = 1", [DAY])
+    assert wh.read_day("settlement_versions", DAY)["version"].tolist() == [1]
     path = tmp_path / "MP-01-C_2017-06-14_corrected.csv"
     pd.DataFrame(
         {
@@ -232,3 +234,27 @@ def test_corrected_meter_file_is_used_and_never_reverted_by_the_routine_feed(hom
         [DAY],
     ).sort_values("ts")
     assert np.allclose(flows["load_kwh"], corrected["kwh"])
+    # the correction made version 2, with deltas; version 1 is unchanged; the chain holds
+    versions = wh.read_day("settlement_versions", DAY).sort_values("version")
+    assert versions["version"].tolist() == [1, 2]
+    assert versions["reason"].iloc[1] == f"meter data corrected ({path.name})"
+    again = wh.query("SELECT * FROM allocations WHERE day = ? AND version = 1", [DAY])
+    assert (
+        again.sort_values(["rule", "member_id"])["amount"].tolist()
+        == v1.sort_values(["rule", "member_id"])["amount"].tolist()
+    )
+    v2 = wh.query("SELECT * FROM allocations WHERE day = ? AND version = 2", [DAY])
+    assert v2["delta"].notna().all() and (v2["delta"].abs() > 0).any()
+    verify = CliRunner().invoke(app, ["audit", "verify"])
+    assert verify.exit_code == 0 and "intact" in verify.output
+
+
+def test_no_member_below_acting_alone_on_a_day_that_gains(wh):
+    versions = wh.read_day("settlement_versions", DAY)
+    for version in versions["version"]:
+        rows = wh.query(
+            "SELECT * FROM allocations WHERE day = ? AND version = ? AND is_settlement",
+            [DAY, int(version)],
+        )
+        if rows["amount"].sum() >= 0:
+            assert rows["amount"].min() >= 0, rows[["member_id", "amount"]]
