@@ -25,3 +25,12 @@ daily_partitions = dg.DailyPartitionsDefinition(
     timezone=_community.timezone,
 )
 """One partition per local day; DST days have 23 or 25 hours."""
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=_community.first_day.replace(day=1).isoformat(),
+    end_date=(
+        (_community.last_day + dt.timedelta(days=1)).isoformat() if _community.last_day else None
+    ),
+    timezone=_community.timezone,
+)
+"""One partition per calendar month (billing); the key is the month's first day."""

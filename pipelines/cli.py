@@ -54,7 +54,9 @@ def _parse_day(value: str) -> dt.date:
         raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
 
 
-def materialise_day(day: dt.date, job_name: str = "daily") -> tuple[bool, list[str]]:
+def materialise_day(
+    day: dt.date, job_name: str = "daily", ops: dict | None = None
+) -> tuple[bool, list[str]]:
     """Run a job for one partition in-process; return success and failure messages."""
     import dagster as dg
 
@@ -62,11 +64,14 @@ def materialise_day(day: dt.date, job_name: str = "daily") -> tuple[bool, list[s
 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(job_name)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if ops:
+        run_config["ops"] = ops
     result = job.execute_in_process(
         partition_key=day.isoformat(),
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config=run_config,
     )
     errors: list[str] = []
     warnings_: list[str] = []
@@ -465,6 +470,32 @@ def init(
         f"  ECM_CONFIG={config} ecm backfill --start ... --end ...\n"
         f"(see {config.parent / 'README.txt'} and 'Onboard your community' in the README)"
     )
+
+
+@app.command()
+def bill(
+    month: str = typer.Option(..., "--month", help="YYYY-MM"),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="bill unsettled days as missing (provisional)"
+    ),
+) -> None:
+    """The month's member statements (HTML, PDF) and billing export (CSV, JSON); refused,
+    naming the days, while days of the month are not settled."""
+    try:
+        first = dt.date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise typer.BadParameter(f"{month!r} is not YYYY-MM") from None
+    home = _prepare_home()
+    ok, errors = materialise_day(
+        first, "bill", {"monthly_bills": {"config": {"allow_partial": allow_partial}}}
+    )
+    if not ok:
+        for e in errors:
+            console.print(f"[red]refused: {escape(e)}[/red]")
+        raise typer.Exit(2)
+    out = home / "reports" / "bills" / month
+    console.print(f"[green]bills for {month}[/green]: {out}")
+    console.print(f"  export: {out / f'billing_{month}.csv'} and billing_{month}.json")
 
 
 @policy_app.command("status")

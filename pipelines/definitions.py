@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import dispatch, evaluate, forecast, ingest, review
-from assets.partitions import daily_partitions
+from assets import billing, dispatch, evaluate, forecast, ingest, review
+from assets.partitions import daily_partitions, monthly_partitions
 from assets.resources import (
     CityLearnFeed,
     EcmResource,
@@ -17,12 +17,12 @@ from assets.resources import (
 from assets.resources import config_path as _config_path
 from models.config import load_config
 
-all_assets = dg.load_assets_from_modules([ingest, forecast, dispatch, evaluate, review])
+all_assets = dg.load_assets_from_modules([ingest, forecast, dispatch, evaluate, review, billing])
 all_checks = dg.load_asset_checks_from_modules([ingest])
 
 daily_job = dg.define_asset_job(
     "daily",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("monthly_bills"),
     partitions_def=daily_partitions,
     description="Everything for one local day: ingest, forecast, scenarios, plan, allocate, "
     "flag, report.",
@@ -45,6 +45,13 @@ ingest_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Take the inbox's new files and price the configured tariffs for one day "
     "(and the history days before it).",
+)
+
+bill_job = dg.define_asset_job(
+    "bill",
+    selection=dg.AssetSelection.assets("monthly_bills"),
+    partitions_def=monthly_partitions,
+    description="The month's member statements (HTML, PDF) and billing export (CSV, JSON).",
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -72,7 +79,7 @@ def _feed() -> dg.ConfigurableResource:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[daily_job, evaluate_job, ingest_job],
+    jobs=[daily_job, evaluate_job, ingest_job, bill_job],
     schedules=[daily_schedule],
     resources={
         "ecm": EcmResource(),

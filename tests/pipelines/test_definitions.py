@@ -18,6 +18,7 @@ EXPECTED_ASSETS = {
     "reports",
     "realised_flows",
     "evaluation",
+    "monthly_bills",
 }
 
 
