@@ -223,7 +223,8 @@ def _write_html(
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{e(community)}: {e(_title(bill, name))}</title>
 <style>body{{font-family:sans-serif;margin:2em}}
-td,th{{padding:2px 6px;border-bottom:1px solid #ddd}} .num{{text-align:right}} .banner{{background:#fff3cd;padding:.5em}}</style></head><body>
+td,th{{padding:2px 6px;border-bottom:1px solid #ddd}} .num{{text-align:right}}
+.banner{{background:#fff3cd;padding:.5em}}</style></head><body>
 <h1>{e(community)}</h1><h2 id="title">{e(_title(bill, name))} ({e(mid)})</h2>{missing}
 <p>Total credit for the month: <strong id="total">{total} {e(bill.currency)}</strong>,
 the sum of the daily amounts below (each day's latest settlement version).</p>
