@@ -28,6 +28,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/ecm bench allocation --players 20
+	$(BIN)/ecm bench allocation --players 1000
 
 bench-evaluation: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py

@@ -29,6 +29,8 @@ policy_app = typer.Typer(help="The fairness policy and its approvals.", no_args_
 app.add_typer(policy_app, name="policy")
 audit_app = typer.Typer(help="The hash-chained audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+bench_app = typer.Typer(help="Benchmarks that print one JSON line.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 REPO = Path(__file__).resolve().parents[1]
 
@@ -496,6 +498,21 @@ def bill(
     out = home / "reports" / "bills" / month
     console.print(f"[green]bills for {month}[/green]: {out}")
     console.print(f"  export: {out / f'billing_{month}.csv'} and billing_{month}.json")
+
+
+@bench_app.command("allocation")
+def bench_allocation_cmd(
+    players: int = typer.Option(..., "--players", help="number of players"),
+    intervals: int = typer.Option(24, "--intervals", help="intervals in the day"),
+    permutations: int = typer.Option(2000, "--permutations", help="sampled permutations"),
+) -> None:
+    """Settle a synthetic community of N players; print players, method, seconds (and, for
+    N <= 20, the sampled values' largest error against exact) as one JSON line."""
+    import json
+
+    from optimisation.game import bench_allocation
+
+    print(json.dumps(bench_allocation(players, intervals, permutations)))
 
 
 @policy_app.command("status")

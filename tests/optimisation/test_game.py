@@ -16,18 +16,12 @@ from optimisation.game import (
     project_individually_rational,
     shapley_sampled,
     shapley_values,
+    synthetic_game,
 )
 
 
 def random_game(n: int, t: int = 24, seed: int = 0, incentive: float = 0.1) -> SettlementGame:
-    rng = np.random.default_rng(seed)
-    imp = rng.gamma(1.0, 0.6, (n, t)) * (rng.random((n, t)) < 0.6)
-    exp = rng.gamma(1.0, 0.8, (n, t)) * (rng.random((n, t)) < 0.4)
-    a_imp = imp * rng.uniform(0.9, 1.3, (n, t))
-    a_exp = exp * rng.uniform(0.8, 1.1, (n, t))
-    savings = rng.normal(0.05, 0.3, n)
-    b = savings.sum() + incentive * np.minimum(exp.sum(0), imp.sum(0)).sum()
-    return SettlementGame(savings, incentive, imp, exp, a_imp, a_exp, float(b))
+    return synthetic_game(n, t, seed, incentive)
 
 
 def test_hand_example_raw_shapley_negative_projected_to_zero():

@@ -82,3 +82,15 @@ def test_init_creates_a_community_the_cli_then_works_on(tmp_path, monkeypatch):
     meters.write_text("metering_point_id,ts,kwh\nMP-M01-C,2026-11-25T00:00:00+01:00,0.4\n")
     r = runner.invoke(app, ["ingest", "meters", str(meters)])
     assert r.exit_code == 0, r.output
+
+
+def test_bench_allocation_prints_one_json_line():
+    import json
+
+    r = runner.invoke(app, ["bench", "allocation", "--players", "12", "--permutations", "400"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["players"] == 12 and out["method"] == "exact" and out["max_rel_error"] < 0.01
+    r = runner.invoke(app, ["bench", "allocation", "--players", "300", "--permutations", "200"])
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["method"].startswith("sampled") and out["min_amount"] >= 0
