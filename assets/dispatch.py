@@ -194,7 +194,14 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     def matrix(controller: str, col: str) -> np.ndarray:
         g = flows[flows["controller"] == controller]
         g = g.pivot(index="member_id", columns="ts", values=col)
-        return g.reindex(index=players, columns=ts).to_numpy(dtype=float, copy=True)
+        g = g.reindex(index=players, columns=ts)
+        gaps = g.isna().any(axis=1)
+        if gaps.any():
+            raise dg.Failure(
+                description=f"Settlement of {day} refused: {controller} {col} missing for "
+                f"{', '.join(g.index[gaps])}; nothing was written"
+            )
+        return g.to_numpy(dtype=float, copy=True)
 
     price = wh.query(
         "SELECT ts, price_per_kwh FROM prices WHERE price_type = 'import' AND day = ? ORDER BY ts",

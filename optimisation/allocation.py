@@ -197,6 +197,10 @@ class AllocationInputs:
             )
 
         for name in ("standalone_cost", "community_cost"):
+            raw = np.asarray(getattr(self, name), dtype=float)
+            if raw.shape == (n_players,) and not np.all(np.isfinite(raw)):
+                who = [players[i] for i in np.flatnonzero(~np.isfinite(raw))]
+                raise AllocationError(f"{name}: not finite for {', '.join(who)}")
             arr = _float_array(getattr(self, name), name)
             if arr.shape != (n_players,):
                 raise AllocationError(f"{name}: expected shape ({n_players},), got {arr.shape}")

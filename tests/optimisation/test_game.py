@@ -129,3 +129,19 @@ def test_core_check_exact_finds_a_violating_coalition():
 def test_projection_is_individually_rational_and_efficient(x, total):
     y = project_individually_rational(np.array(x), total)
     assert np.all(y >= 0) and y.sum() == pytest.approx(total, abs=1e-9)
+
+
+def test_non_finite_costs_name_the_member():
+    from optimisation.allocation import AllocationError
+
+    zeros = np.zeros((2, 1))
+    with pytest.raises(AllocationError, match="standalone_cost: not finite for B"):
+        AllocationInputs(
+            players=("A", "B"),
+            consumption_kwh=zeros,
+            import_kwh=zeros,
+            export_kwh=zeros,
+            standalone_cost=[1.0, float("nan")],
+            community_cost=[1.0, 1.0],
+            incentive_per_kwh=0.1,
+        )

@@ -140,6 +140,12 @@ def test_late_data_then_a_correction_settle_the_day_and_are_never_reverted(commu
         assert np.allclose(now["kwh"], corrected["kwh"])
     hist = wh.read("meter_readings_history")
     assert len(hist) == 24 and set(hist["superseded_by"]) == {"correction_H01_2021-06-02.csv"}
+    # identical inputs in a fresh process gave identical cents: no third version
+    versions = wh.read_day("settlement_versions", DAY2).sort_values("version")
+    assert versions["reason"].tolist() == [
+        "first settlement",
+        "meter data corrected (correction_H01_2021-06-02.csv)",
+    ]
     flows = wh.query(
         "SELECT ts, load_kwh FROM realised_flows "
         "WHERE day = ? AND member_id = 'H01' AND controller = 'ecm' ORDER BY ts",
