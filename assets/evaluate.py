@@ -19,7 +19,7 @@ from assets.resources import EcmResource
 from models.config import CommunityConfig
 from models.intraday import IntradayForecaster
 from models.master_data import metering_point_index
-from models.prices import carbon_intensity
+from models.prices import carbon_intensity, tariff_rows
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
 from models.warehouse import Warehouse
 from optimisation.control import CONTROLLERS, Fleet, Horizon, ObjectiveSettings, Tariff
@@ -60,7 +60,11 @@ def objective_settings(cfg: CommunityConfig) -> ObjectiveSettings:
     return ObjectiveSettings(
         horizon_intervals=int(round(c.horizon_hours / hours)),
         terminal_value_fraction=c.terminal_value_fraction,
-        ramping_penalty_per_kwh=c.ramping_penalty_per_kwh,
+        ramping_penalty_per_kwh=c.ramping_penalty_per_kwh or 0.0,
+        ramping_penalty_fraction=0.0
+        if c.ramping_penalty_per_kwh is not None
+        else c.ramping_penalty_fraction,
+        deviation_margin_fraction=c.deviation_margin_fraction,
         peak_charge_per_kwh=c.peak_charge_per_kwh,
         carbon_price_per_kg=c.carbon_price_per_kg,
         import_limit_kwh=limits if np.isfinite(limits).any() else None,
@@ -175,10 +179,27 @@ def day_data(wh: Warehouse, cfg: CommunityConfig, day: dt.date, fleet: Fleet) ->
     i0, t_n = hist, len(ts_day)
     imp = _price_series(wh, "import", grid)
     exp = _price_series(wh, "export", grid)
-    for arr in (imp, exp):  # the look-ahead repeats the day's tariff (24 h later)
+    specs = (cfg.tariffs.import_price, cfg.tariffs.export_price)
+    for kind, arr, spec in (("import", imp, specs[0]), ("export", exp, specs[1])):
+        # the look-ahead: a configured tariff is known in advance (the next day priced by it,
+        # weekends and holidays included); prices from files repeat the day's (24 h later)
         la = slice(i0 + t_n, len(grid))
         src = np.arange(i0 + t_n, len(grid)) - per_day
         arr[la] = arr[src]
+        if not spec.inbox:
+            nxt = tariff_rows(
+                spec,
+                kind,
+                [day + dt.timedelta(days=1), day + dt.timedelta(days=2)],
+                tz=tz,
+                currency=cfg.community.currency,
+                interval_minutes=minutes,
+                holidays=cfg.tariffs.holidays,
+            )
+            known_ahead = pd.Series(
+                nxt["price_per_kwh"].to_numpy(float), index=pd.DatetimeIndex(nxt["ts"])
+            ).reindex(grid[la])
+            arr[la] = np.where(known_ahead.notna(), known_ahead.to_numpy(), arr[la])
         if np.isnan(arr[i0 : i0 + t_n]).any():
             raise MissingMeterData(f"{day}: prices missing in the prices table; nothing evaluated")
         arr[:i0] = np.nan_to_num(arr[:i0], nan=float(np.nanmean(arr[i0 : i0 + t_n])))

@@ -390,8 +390,24 @@ class ControlSettings(_Strict):
         description="energy left at the horizon's end is worth this fraction of the "
         "horizon's cheapest import price x discharge efficiency [-]",
     )
-    ramping_penalty_per_kwh: float = Field(
-        default=0.05, ge=0, description="on |change of community net exchange| [currency/kWh]"
+    ramping_penalty_per_kwh: float | None = Field(
+        default=None,
+        ge=0,
+        description="on |change of community net exchange| [currency/kWh]; null: "
+        "ramping_penalty_fraction of the tariff's spread",
+    )
+    ramping_penalty_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        description="without ramping_penalty_per_kwh: the ramping penalty is this fraction of "
+        "each plan's import price spread (max - min over the horizon) [-]",
+    )
+    deviation_margin_fraction: float = Field(
+        default=0.02,
+        ge=0,
+        description="the real-time layer deviates from the self-consumption rule only where "
+        "the plan expects to gain at least this fraction of the mean import price per kWh "
+        "deviated [-]; 0: every planned deviation",
     )
     peak_charge_per_kwh: float = Field(
         default=0.0,

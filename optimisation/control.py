@@ -16,6 +16,11 @@ metered interval:
 
 Each is sized from the plan's own numbers and applied to the actual interval, on top of the
 greedy rule. Where the plan has no reason to deviate, the layer *is* the self-consumption rule.
+A deviation must also pay: the plan is re-solved with the rule's move fixed in the interval, and
+the deviation is kept only if it lowers the plan's cost by a margin per kWh deviated
+(``deviation_margin_fraction``). On a flat price block (e.g. a two-rate HT/NT tariff) the LP is
+indifferent between discharging now or in any later hour of the block, and without this test
+those arbitrary ties became "hold" moves that forecast errors turned into losses.
 
 Home batteries act on their home's net load; the shared battery acts on the community's net
 position after the home batteries (its owner has a plant and no load). Every controller sees the
@@ -346,12 +351,22 @@ class ObjectiveSettings:
         energy only to hold it, above export/import it never dumps it.
     ramping_penalty_per_kwh, peak_charge_per_kwh, carbon_price_per_kg : float
         [currency/kWh], [currency/kWh per interval], [currency/kg].
+    ramping_penalty_fraction : float
+        Adds this fraction of the horizon's import price spread (max - min) to the ramping
+        penalty [-]: the smoothing term then weighs the same against the arbitrage it competes
+        with whatever the tariff's level and currency (:func:`ramping_penalty`).
     import_limit_kwh : ndarray (P,), optional
         Contracted limit per player per interval [kWh].
     feeder_cap_kwh : float, optional
         Community net exchange limit per interval [kWh].
     cycling_penalty_per_kwh : float
         [currency/kWh].
+    deviation_margin_fraction : float
+        A deviation from the rule is applied only if the plan expects it to earn at least this
+        fraction of the horizon's mean import price per kWh deviated, against following the
+        rule in the interval and re-optimising the rest (:func:`run_ecm`) [-]. 0 applies every
+        deviation. Any positive value also breaks the LP's ties (e.g. discharging now or in
+        any later hour of the same flat price) in favour of the rule.
     """
 
     horizon_intervals: int = 24
@@ -362,6 +377,16 @@ class ObjectiveSettings:
     import_limit_kwh: np.ndarray | None = None
     feeder_cap_kwh: float | None = None
     cycling_penalty_per_kwh: float = 1e-4
+    ramping_penalty_fraction: float = 0.0
+    deviation_margin_fraction: float = 0.0
+
+
+def ramping_penalty(settings: ObjectiveSettings, tariff: Tariff) -> float:
+    """Ramping penalty of a horizon [currency/kWh]: the absolute one plus
+    ``ramping_penalty_fraction x (max - min import price)`` over the horizon."""
+    imp = np.asarray(tariff.import_price, float)
+    spread = float(imp.max() - imp.min()) if imp.size else 0.0
+    return settings.ramping_penalty_per_kwh + settings.ramping_penalty_fraction * spread
 
 
 def terminal_values(
@@ -422,6 +447,7 @@ def horizon_inputs(
     DispatchInputs
     """
     terminal = terminal_values(fleet, load_kwh, tariff, settings.terminal_value_fraction)
+    ramp = ramping_penalty(settings, tariff)
     ci = None if tariff.carbon_intensity is None else np.asarray(tariff.carbon_intensity)[None]
     return DispatchInputs(
         ts=tuple(ts),
@@ -436,10 +462,8 @@ def horizon_inputs(
         incentive_per_kwh=tariff.incentive_per_kwh,
         cycling_penalty_per_kwh=settings.cycling_penalty_per_kwh,
         terminal_soc_value_per_kwh=terminal,
-        ramping_penalty_per_kwh=settings.ramping_penalty_per_kwh,
-        previous_community_net_kwh=previous_net_kwh
-        if settings.ramping_penalty_per_kwh > 0
-        else None,
+        ramping_penalty_per_kwh=ramp,
+        previous_community_net_kwh=previous_net_kwh if ramp > 0 else None,
         peak_charge_per_kwh=settings.peak_charge_per_kwh,
         carbon_price_per_kg=settings.carbon_price_per_kg if ci is not None else 0.0,
         carbon_intensity=ci,
@@ -449,9 +473,17 @@ def horizon_inputs(
 
 
 def solve_horizon(
-    inputs: DispatchInputs, time_limit_s: float = 30.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Solve a deterministic horizon; return the planned charge and discharge (P, H) [kWh].
+    inputs: DispatchInputs,
+    time_limit_s: float = 30.0,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Solve a deterministic horizon; return the planned charge and discharge (P, H) [kWh]
+    and the objective [currency].
+
+    Parameters
+    ----------
+    first : (charge, discharge) of ndarray (P,), optional
+        Fix the first interval's battery moves to these [kWh] (the rest is optimised).
 
     Raises
     ------
@@ -459,13 +491,20 @@ def solve_horizon(
         The LP was not solved to optimality.
     """
     model = build_model(inputs)
-    solve(model, time_limit_s=time_limit_s)
+    if first is not None and hasattr(model, "charge"):
+        t0 = next(iter(model.T))
+        for i, p in enumerate(inputs.players):
+            if p in inputs.batteries:
+                model.charge[p, t0].fix(float(first[0][i]))
+                model.discharge[p, t0].fix(float(first[1][i]))
+    report = solve(model, time_limit_s=time_limit_s)
     plan = extract_results(model, inputs)
     plan = plan[plan["scenario"] == "s0"]
     p_n, h = len(inputs.players), inputs.n_intervals
     return (
         plan["charge_kwh"].to_numpy().reshape(p_n, h),
         plan["discharge_kwh"].to_numpy().reshape(p_n, h),
+        report.objective,
     )
 
 
@@ -560,7 +599,10 @@ def run_ecm(
     ``settings.horizon_intervals`` intervals from the current SoC, on forecasts that use the
     newest metered interval. Its first interval's deliberate deviations
     (:func:`deviations_from_plan`) are applied to the actual interval on top of the rule
-    (:func:`rule_step`). A failed solve falls back to the rule for that interval.
+    (:func:`rule_step`). With ``settings.deviation_margin_fraction > 0`` they are applied only
+    if re-solving with the rule's move (on the forecast) fixed in the first interval costs the
+    plan at least ``fraction x mean import price`` more per kWh deviated. A failed solve falls
+    back to the rule for that interval.
 
     Parameters
     ----------
@@ -604,12 +646,28 @@ def run_ecm(
                 settings,
                 previous_net_kwh if t == 0 else None,
             )
-            ch, dis = solve_horizon(inputs, time_limit_s)
+            ch, dis, obj = solve_horizon(inputs, time_limit_s)
         except DispatchError:
             return Deviations.none(len(fleet.players)), "fallback_rule"
-        return deviations_from_plan(
-            ch[:, 0], dis[:, 0], f_load[:, 0] - f_pv[:, 0], fleet
-        ), "optimised"
+        net_fc = f_load[:, 0] - f_pv[:, 0]
+        dev = deviations_from_plan(ch[:, 0], dis[:, 0], net_fc, fleet)
+        size = float((dev.extra_charge + dev.hold + dev.extra_discharge).sum())
+        if settings.deviation_margin_fraction > 0 and size > 0:
+            # what deviating now is worth to the plan: the same horizon with the rule's move
+            # (on the forecast) fixed in the first interval, the rest re-optimised
+            none = Deviations.none(len(fleet.players))
+            margin = settings.deviation_margin_fraction * float(
+                np.mean(inputs.import_price[0])
+            )
+            try:
+                obj_rule = solve_horizon(
+                    inputs, time_limit_s, rule_step(net_fc, soc, fleet, none)
+                )[2]
+            except DispatchError:
+                return none, "optimised"
+            if obj_rule - obj < margin * size:
+                return none, "optimised"
+        return dev, "optimised"
 
     return _replay(load_kwh, pv_kwh, fleet, soc0_kwh, decide)
 
@@ -658,7 +716,7 @@ def run_perfect_foresight(
             settings,
             previous_net_kwh,
         )
-        ch, dis = solve_horizon(inputs, time_limit_s)
+        ch, dis, _ = solve_horizon(inputs, time_limit_s)
     except DispatchError:
         flows = run_self_consumption(load_kwh, pv_kwh, fleet, soc0_kwh)
         flows.mode[:] = "fallback_rule"
