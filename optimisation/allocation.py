@@ -743,7 +743,9 @@ def _shapley(
         "core_method": core.method,
         "max_se": float(se.max()) if se is not None else 0.0,
     }
-    return [float(v) for v in x], shared, texts, info
+    # round away float noise (1e-9 currency) so that equal players tie exactly in the
+    # largest-remainder rounding, whose tie-break is then by player id
+    return [float(v) for v in np.round(x, 9)], shared, texts, info
 
 
 def allocate(inputs: AllocationInputs, rules: Sequence[str] = RULES) -> pd.DataFrame:
