@@ -86,6 +86,14 @@ def weather_covers(
     )
 
 
+def clearsky_ghi(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> np.ndarray:
+    """Clear-sky GHI (pvlib Haurwitz) at mid-interval [W/m^2]; known at any time."""
+    mid = ts + pd.Timedelta(minutes=30)
+    sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
+    zen = pd.Series(sp["apparent_zenith"].to_numpy(), index=ts)
+    return pvlib.clearsky.haurwitz(zen)["ghi"].to_numpy(dtype=float)
+
+
 def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> pd.DataFrame:
     """Clear-sky irradiance (Haurwitz GHI split by Erbs) and 20 degC, indexed by ts.
 
@@ -284,6 +292,10 @@ def build_features(
     f["doy_sin"] = np.sin(2 * np.pi * doy / 365.25)
     f["doy_cos"] = np.cos(2 * np.pi * doy / 365.25)
     f["uid_code"] = pd.Categorical(f["unique_id"], categories=ids).codes
+    if target == "pv":
+        t_all = pd.DatetimeIndex(f["ts"].unique())
+        prev = clearsky_ghi(t_all - pd.Timedelta(hours=24), latitude, longitude)
+        f["clearsky_ghi_lag_1d"] = f["ts"].map(pd.Series(prev, index=t_all)).to_numpy(float)
     if target in ("load", "pv") and weather_basis == "clearsky":
         if target == "pv":
             t_all = pd.DatetimeIndex(f["ts"].unique())

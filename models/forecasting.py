@@ -12,6 +12,7 @@ For the day ``D`` issued at ``issue_time(D)``:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import build_features, features_for, issue_time, weather_covers
-from models.forecasters import BASELINE, FORECASTERS, qcol, score
+from models.forecasters import BASELINE, FORECASTERS, TARGET_MODELS, qcol, score
 
 MIN_TRAINING_DAYS = 14
 
@@ -254,5 +255,6 @@ def forecast_community(
             if target == "pv"
             else (pd.Series({"import": 1.0}) if target == "price" else None)
         )
+        spec = dataclasses.replace(spec, models=TARGET_MODELS[target])
         out[target] = forecast_target(hist, day, spec, weather=weather, scale=scale)
     return out

@@ -86,3 +86,54 @@ def test_insufficient_history_is_a_clear_error(data):
     short = load[load.ts >= issue_time(DAY - dt.timedelta(days=8), TZ)]
     with pytest.raises(InsufficientHistoryError, match="Backfill"):
         forecast_target(short, DAY, SPEC, weather=weather)
+
+
+def test_clearsky_persistence_scales_yesterday_by_the_clear_sky_change():
+    import pandas as pd
+
+    from models.forecasters import ClearSkyPersistence
+
+    x = pd.DataFrame(
+        {
+            "hour": [10, 11, 12, 5],
+            "lag_1d": [0.4, 0.5, 0.6, 0.0],
+            "clearsky_ghi": [800.0, 900.0, 1200.0, 5.0],
+            "clearsky_ghi_lag_1d": [780.0, 900.0, 300.0, 2.0],
+        }
+    )
+    m = ClearSkyPersistence((0.1, 0.5, 0.9)).fit(x, x["lag_1d"].to_numpy())
+    point = m.predict_quantiles(x)["point"].to_numpy()
+    # ratio 800/780, 1, capped at 3 (1200/300 = 4), and 1 where yesterday's sun was below 10
+    assert point == pytest.approx([0.4 * 800 / 780, 0.5, 0.6 * 3.0, 0.0])
+
+
+def test_clear_sky_lag_feature_is_known_at_issue_time():
+    """The clear-sky term of t - 24 h is astronomy: the same whatever data exist."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from models.features import build_features
+
+    ts = pd.date_range("2017-06-01", "2017-06-14", freq="h", tz="UTC", inclusive="left")
+    hist = pd.DataFrame({"unique_id": "M01", "ts": ts, "y": 1.0})
+    a = build_features(
+        hist,
+        [dt.date(2017, 6, 13)],
+        target="pv",
+        tz="UTC",
+        weather_basis="clearsky",
+        latitude=34.0,
+        longitude=-117.0,
+    )
+    b = build_features(
+        hist[hist["ts"] < pd.Timestamp("2017-06-05", tz="UTC")],
+        [dt.date(2017, 6, 13)],
+        target="pv",
+        tz="UTC",
+        weather_basis="clearsky",
+        latitude=34.0,
+        longitude=-117.0,
+    )
+    assert a["clearsky_ghi_lag_1d"].equals(b["clearsky_ghi_lag_1d"])
+    assert a["clearsky_ghi_lag_1d"].max() > 500

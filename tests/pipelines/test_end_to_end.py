@@ -117,7 +117,12 @@ def test_evaluation_rows_and_settlement_on_realised_flows(wh):
 def test_forecasts_have_bands_models_and_champion(wh):
     f = wh.read_day("forecasts", DAY)
     assert set(f.target) == {"load", "pv", "price"}
-    assert set(f.model) == {"seasonal_naive", "lightgbm"}
+    assert set(f.model) == {"seasonal_naive", "clearsky_persistence", "lightgbm"}
+    assert set(f.loc[f.target == "pv", "model"]) == {
+        "seasonal_naive",
+        "clearsky_persistence",
+        "lightgbm",
+    }
     assert (f.q10 <= f.q50 + 1e-12).all() and (f.q50 <= f.q90 + 1e-12).all()
     assert f.groupby(["target", "unique_id", "ts"]).is_champion.sum().eq(1).all()
     assert f.mlflow_run_id.notna().all()
