@@ -54,6 +54,9 @@ def forecasts(
         meta[f"{target}_backtest"] = dg.MetadataValue.md(table.round(4).to_markdown())
         meta[f"{target}_champion"] = res.champion
         meta[f"{target}_weather_basis"] = res.weather_basis
+        for name, error in res.failed_models.items():
+            context.log.warning(f"{target}: model {name} failed to train: {error}")
+            meta[f"{target}_{name}_failed"] = error[:300]
         meta[f"{target}_mlflow_run"] = run_id
     n = wh.replace("forecasts", pd.concat(frames, ignore_index=True), {"day": day})
     meta.update({"rows_written": n, "mlflow_tracking_uri": mlflow_tracker.uri()})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ class ForecastSpec:
     longitude: float = 0.0
     interval_minutes: int = 60
     nonnegative: bool = True
+    conformal: bool = True
 
 
 @dataclass
@@ -63,6 +65,8 @@ class TargetForecast:
     feature_example: pd.DataFrame | None = None
     weather_basis: str = "forecast"
     """forecast | clearsky (no weather forecast stored) | none (price)"""
+    failed_models: dict[str, str] = field(default_factory=dict)
+    """models that failed to train, with their error (the others went on)"""
 
 
 def forecast_target(
@@ -145,12 +149,21 @@ def forecast_target(
 
     metrics: dict[str, dict[str, float]] = {}
     backtests, forecasts, fitted = [], [], {}
+    failed: dict[str, str] = {}
+    lo_col, hi_col = qcol(min(spec.quantiles)), qcol(max(spec.quantiles))
+    level = max(spec.quantiles) - min(spec.quantiles)
     for name in spec.models:
         factory = FORECASTERS[name]
         settings = {"lightgbm_trees": spec.lightgbm_trees}
         m_bt = factory(cols, spec.quantiles, settings, spec.nonnegative)
         tr = feats[is_train]
-        m_bt.fit(tr, tr["y_norm"].to_numpy())
+        try:
+            m_bt.fit(tr, tr["y_norm"].to_numpy())
+        except Exception as exc:  # noqa: BLE001 - a failing model is reported, others go on
+            if name == BASELINE:
+                raise
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
         bt = feats[is_bt & feats["y"].notna()]
         pb = _denorm(m_bt.predict_quantiles(bt), bt["scale"].to_numpy())
         pb = pd.concat(
@@ -159,6 +172,12 @@ def forecast_target(
         )
         pb["model"] = name
         metrics[name] = score(pb, spec.quantiles)
+        offset = (
+            conformal_offset(pb, lo_col, hi_col, bt["scale"].to_numpy(), level)
+            if spec.conformal and len(spec.quantiles) > 1
+            else 0.0
+        )
+        metrics[name]["conformal_offset"] = offset
         backtests.append(pb)
         model = factory(cols, spec.quantiles, settings, spec.nonnegative)
         fin = feats[is_final]
@@ -166,11 +185,17 @@ def forecast_target(
         fitted[name] = model
         fx = feats[is_fc]
         pf = _denorm(model.predict_quantiles(fx), fx["scale"].to_numpy())
+        if offset:
+            pf = widen(pf, offset, fx["scale"].to_numpy(), lo_col, hi_col, spec.nonnegative)
         pf = pd.concat(
             [fx[["unique_id", "ts"]].reset_index(drop=True), pf.reset_index(drop=True)], axis=1
         )
         pf["model"] = name
         forecasts.append(pf)
+    for name, error in failed.items():
+        warnings.warn(
+            f"{spec.target}: model {name} failed to train ({error}); skipped", stacklevel=2
+        )
     base = metrics[BASELINE]["pinball"] if BASELINE in metrics else np.inf
     champion = min(metrics, key=lambda k: (metrics[k]["pinball"], k != BASELINE))
     for m in metrics.values():
@@ -194,7 +219,44 @@ def forecast_target(
         training_rows=int(is_final.sum()),
         feature_example=feats.loc[is_fc, cols].head(5).reset_index(drop=True),
         weather_basis=basis,
+        failed_models=failed,
     )
+
+
+def conformal_offset(
+    backtest: pd.DataFrame, lo: str, hi: str, scale: np.ndarray, level: float
+) -> float:
+    """Split-conformal (CQR) offset of the outer quantiles from backtest rows.
+
+    The nonconformity of a row is ``max(lo - y, y - hi) / scale`` (rows with a zero forecast
+    and a zero actual, PV at night, are left out); the offset is its
+    ``ceil((n + 1) level) / n`` empirical quantile [normalised units], so that widening (or,
+    when negative, narrowing) both bounds by it covers ``level`` of the backtest. Only rows
+    before the issue time are used: the calibration cannot look ahead.
+    """
+    y = backtest["y"].to_numpy(dtype=float)
+    lo_v, hi_v = backtest[lo].to_numpy(float), backtest[hi].to_numpy(float)
+    e = np.maximum(lo_v - y, y - hi_v) / np.where(scale > 0, scale, 1.0)
+    # rows that are trivially right (PV at night: zero forecast, zero output) say nothing
+    trivial = (np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9)
+    e = e[np.isfinite(e) & ~trivial]
+    if len(e) < 10:
+        return 0.0
+    k = min(1.0, np.ceil((len(e) + 1) * level) / len(e))
+    return float(np.quantile(e, k, method="higher"))
+
+
+def widen(
+    pred: pd.DataFrame, offset: float, scale: np.ndarray, lo: str, hi: str, nonnegative: bool
+) -> pd.DataFrame:
+    """Move the outer quantiles out by ``offset × scale``, keeping lo <= q50 <= hi."""
+    out = pred.copy()
+    mid = out[qcol(0.5)].to_numpy(float) if qcol(0.5) in out else out["point"].to_numpy(float)
+    out[lo] = np.minimum(out[lo].to_numpy(float) - offset * scale, mid)
+    out[hi] = np.maximum(out[hi].to_numpy(float) + offset * scale, mid)
+    if nonnegative:
+        out[lo] = out[lo].clip(lower=0.0)
+    return out
 
 
 def _bounds(d: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -137,3 +137,33 @@ def test_clear_sky_lag_feature_is_known_at_issue_time():
     )
     assert a["clearsky_ghi_lag_1d"].equals(b["clearsky_ghi_lag_1d"])
     assert a["clearsky_ghi_lag_1d"].max() > 500
+
+
+def test_conformal_offset_reaches_the_level_on_the_backtest_and_ignores_dark_hours():
+    import numpy as np
+    import pandas as pd
+
+    from models.forecasting import conformal_offset, widen
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.0, 1.0, 2000) + 5.0
+    bt = pd.DataFrame({"y": y, "q10": 4.5, "q50": 5.0, "q90": 5.5})  # far too narrow
+    scale = np.ones(len(bt))
+    off = conformal_offset(bt, "q10", "q90", scale, 0.8)
+    wide = widen(bt, off, scale, "q10", "q90", nonnegative=True)
+    cover = ((bt.y >= wide.q10) & (bt.y <= wide.q90)).mean()
+    assert 0.8 <= cover <= 0.81 and off > 0
+    dark = pd.DataFrame({"y": np.zeros(500), "q10": 0.0, "q50": 0.0, "q90": 0.0})
+    both = pd.concat([bt, dark], ignore_index=True)
+    assert conformal_offset(both, "q10", "q90", np.ones(len(both)), 0.8) == off
+    too_wide = bt.assign(q10=0.0, q90=10.0)
+    narrowed = widen(
+        too_wide,
+        conformal_offset(too_wide, "q10", "q90", scale, 0.8),
+        scale,
+        "q10",
+        "q90",
+        nonnegative=True,
+    )
+    assert (narrowed.q10 <= narrowed.q50).all() and (narrowed.q90 >= narrowed.q50).all()
+    assert ((bt.y >= narrowed.q10) & (bt.y <= narrowed.q90)).mean() >= 0.8
