@@ -1,4 +1,9 @@
-"""MLflow logging of forecaster training runs (one experiment per target family)."""
+"""MLflow logging of forecaster training runs (one experiment per target family).
+
+Each day's champion is registered as a new version of the target's registered model
+(``ecm-load``, ``ecm-pv``, ``ecm-price``), tagged with the model and partition, and the
+``@champion`` alias points to it (the 28-day challenger rule is not built yet).
+"""
 
 from __future__ import annotations
 
@@ -79,11 +84,29 @@ def log_target_forecast(
             example = result.feature_example
             if example is not None:
                 signature = infer_signature(example, champion.predict_quantiles(example))
-                mlflow.pyfunc.log_model(
+                info = mlflow.pyfunc.log_model(
                     name="forecaster",
                     python_model=ForecasterModel(champion),
                     signature=signature,
                     input_example=example,
                     pip_requirements=PIP_REQUIREMENTS,
+                    registered_model_name=registered_name(result.target),
                 )
+                if info.registered_model_version is not None:
+                    client = mlflow.MlflowClient(tracking_uri)
+                    version = str(info.registered_model_version)
+                    client.set_model_version_tag(
+                        registered_name(result.target), version, "model", result.champion
+                    )
+                    client.set_model_version_tag(
+                        registered_name(result.target), version, "partition", partition
+                    )
+                    client.set_registered_model_alias(
+                        registered_name(result.target), "champion", version
+                    )
             return run.info.run_id
+
+
+def registered_name(target: str) -> str:
+    """The MLflow registered model of a target's forecaster, e.g. ``ecm-load``."""
+    return f"ecm-{target}"

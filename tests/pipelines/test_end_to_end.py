@@ -129,6 +129,16 @@ def test_forecasts_have_bands_models_and_champion(wh):
     assert (f.issue_time < f.ts.min() + np.timedelta64(1, "s")).all()
 
 
+def test_champions_registered_in_mlflow_with_alias(home):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    for target in ("load", "pv", "price"):
+        version = client.get_model_version_by_alias(f"ecm-{target}", "champion")
+        assert version.tags["partition"] == DAY.isoformat()
+        assert version.tags["model"] in ("seasonal_naive", "clearsky_persistence", "lightgbm")
+
+
 def test_scenario_probabilities_sum_to_one(wh):
     s = wh.read_day("scenarios", DAY)
     assert s.groupby("scenario").probability.first().sum() == pytest.approx(1.0)
