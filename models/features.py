@@ -88,10 +88,15 @@ def weather_covers(
 
 def clearsky_ghi(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> np.ndarray:
     """Clear-sky GHI (pvlib Haurwitz) at mid-interval [W/m^2]; known at any time."""
+    zen = pd.Series(_zenith(ts, latitude, longitude), index=ts)
+    return pvlib.clearsky.haurwitz(zen)["ghi"].to_numpy(dtype=float)
+
+
+def _zenith(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> np.ndarray:
+    """Apparent solar zenith at mid-interval [deg]."""
     mid = ts + pd.Timedelta(minutes=30)
     sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
-    zen = pd.Series(sp["apparent_zenith"].to_numpy(), index=ts)
-    return pvlib.clearsky.haurwitz(zen)["ghi"].to_numpy(dtype=float)
+    return sp["apparent_zenith"].to_numpy(dtype=float)
 
 
 def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) -> pd.DataFrame:
@@ -100,12 +105,9 @@ def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) ->
     Used where no weather forecast is stored: PV is then forecast from clear-sky physics.
     """
     mid = ts + pd.Timedelta(minutes=30)
-    sp = pvlib.solarposition.get_solarposition(mid, latitude, longitude)
-    zen = pd.Series(sp["apparent_zenith"].to_numpy(), index=ts)
-    ghi = pvlib.clearsky.haurwitz(zen)["ghi"]
-    split = pvlib.irradiance.erbs(
-        ghi.to_numpy(), zen.to_numpy(), np.asarray(pd.DatetimeIndex(mid).dayofyear)
-    )
+    zen = _zenith(ts, latitude, longitude)
+    ghi = pvlib.clearsky.haurwitz(pd.Series(zen, index=ts))["ghi"].to_numpy(dtype=float)
+    split = pvlib.irradiance.erbs(ghi, zen, np.asarray(pd.DatetimeIndex(mid).dayofyear))
     return pd.DataFrame(
         {
             "temperature_2m": 20.0,

@@ -120,10 +120,6 @@ def pending_files(inbox: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _parse_number(values: pd.Series, path: str, field: str) -> np.ndarray:
-    return parse_numbers(values, path, field, 1)
-
-
 def _columns(raw: pd.DataFrame, path: str, required: tuple[str, ...], optional: tuple[str, ...]):
     missing = [c for c in required if c not in raw.columns]
     if missing:
@@ -176,7 +172,7 @@ def parse_price_file(
             raise InboxFileError(
                 source, f"price_type must be import or export, got {v!r}", i + 2, "price_type"
             )
-    value = _parse_number(raw["price_per_kwh"], source, "price_per_kwh")
+    value = parse_numbers(raw["price_per_kwh"], source, "price_per_kwh")
     unit = (
         raw["unit"].astype(str).str.strip()
         if "unit" in raw.columns
@@ -249,7 +245,7 @@ def parse_weather_file(raw: pd.DataFrame, *, source: str, tz: str) -> pd.DataFra
     _aligned(pd.Series(ts), 60, source)
     values = {}
     for c in WEATHER_COLUMNS:
-        v = _parse_number(raw[c], source, c)
+        v = parse_numbers(raw[c], source, c)
         lo, hi = WEATHER_RANGES[c]
         bad = np.flatnonzero((v < lo) | (v > hi))
         if len(bad):

@@ -181,7 +181,7 @@ def scaffold_community(
     try:
         parse_config(raw, source="ecm init options")
     except ConfigError as err:
-        msg = str(err).replace("community.", "--").replace("  --", "  --")
+        msg = str(err).replace("community.", "--")
         raise ConfigError(msg) from None
     folder.mkdir(parents=True, exist_ok=True)
     inbox_folders(folder / "inbox")

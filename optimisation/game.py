@@ -110,7 +110,13 @@ class SettlementGame:
         return v
 
     def table(self) -> np.ndarray:
-        """``v(S)`` of every coalition, indexed by bitmask (bit i = player i), P ≤ 20."""
+        """``v(S)`` of every coalition, indexed by bitmask (bit i = player i), P ≤ 20.
+
+        Computed once per game (Shapley and the core check both read it).
+        """
+        cached = self.__dict__.get("_table")
+        if cached is not None:
+            return cached
         n = self.n
         if n > MAX_EXACT_PLAYERS:
             raise AllocationError(f"players: {n} > {MAX_EXACT_PLAYERS}; use sampling")
@@ -120,6 +126,8 @@ class SettlementGame:
         for lo in range(0, 1 << n, chunk):
             idx = np.arange(lo, min(lo + chunk, 1 << n))
             out[idx] = self.values((idx[:, None] >> bits) & 1)
+        out.setflags(write=False)
+        object.__setattr__(self, "_table", out)
         return out
 
 
