@@ -62,10 +62,35 @@ class Warehouse:
                 raise
 
     def init_schema(self) -> None:
-        """Create every table of :data:`models.contracts.TABLES` that does not exist yet."""
+        """Create every table of :data:`models.contracts.TABLES` that does not exist yet, and
+        add to existing tables the columns a newer ECM version introduced.
+
+        A warehouse written by an earlier version thus keeps its rows: a new column is added
+        as nullable (DuckDB cannot add ``NOT NULL`` columns to filled tables), in one
+        transaction with the rest of the migration.
+        """
         with self.connect() as con:
-            for table in TABLES.values():
-                con.execute(table.ddl())
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in TABLES.values():
+                    con.execute(table.ddl())
+                    have = {
+                        r[0]
+                        for r in con.execute(
+                            "SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = ?",
+                            [table.name],
+                        ).fetchall()
+                    }
+                    for c in table.columns:
+                        if c.name not in have:
+                            con.execute(
+                                f'ALTER TABLE {table.name} ADD COLUMN "{c.name}" {c.sql}'
+                            )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a parameterised query and return a DataFrame (timestamps tz-aware UTC)."""

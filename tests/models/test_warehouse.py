@@ -102,3 +102,20 @@ def test_hostile_ids_are_stored_as_data(wh):
     )
     wh.replace("members", df)
     assert wh.read("members", {"member_id": "x'; drop table members; --"}).shape[0] == 1
+
+
+def test_a_warehouse_of_an_earlier_version_gains_new_columns_and_keeps_its_rows(tmp_path):
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    # the forecasts table as an earlier ECM wrote it: without weather_basis
+    con.execute("CREATE TABLE forecasts (target VARCHAR, day DATE, q50 DOUBLE)")
+    con.execute("INSERT INTO forecasts VALUES ('load', DATE '2017-06-14', 1.5)")
+    con.close()
+    wh = Warehouse(path)
+    wh.init_schema()
+    cols = set(wh.query("SELECT * FROM forecasts").columns)
+    assert {"weather_basis", "is_champion", "q50"} <= cols
+    assert wh.query("SELECT q50 FROM forecasts")["q50"].tolist() == [1.5]
+    wh.init_schema()  # idempotent
