@@ -8,8 +8,10 @@ structure test counts variables and constraints without solving (as linopy's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
 
 from optimisation.dispatch import (
     EXPECTED_SCENARIO,
+    HIGHS_OPTIONS,
     PLAN_COLUMNS,
     BatterySpec,
     DispatchError,
@@ -629,3 +633,195 @@ def test_inputs_are_copied_read_only_and_probabilities_normalised() -> None:
 def test_invalid_battery_spec(kwargs: dict[str, float]) -> None:
     with pytest.raises(DispatchInputError, match="BatterySpec"):
         BatterySpec(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix hand-over to HiGHS against Pyomo's own HiGHS interface
+# --------------------------------------------------------------------------------------------
+
+
+def _handover_inputs(incentive: float = 0.1, **extra: object) -> DispatchInputs:
+    rng = np.random.default_rng(7)
+    s_n, p_n, t_n = 2, 3, 6
+    inputs = _inputs(
+        rng.uniform(0.0, 3.0, (s_n, p_n, t_n)),
+        rng.uniform(0.0, 3.0, (s_n, p_n, t_n)),
+        rng.uniform(0.2, 0.4, (s_n, t_n)),
+        rng.uniform(0.0, 0.1, (s_n, t_n)),
+        players=("M01", "M02", "OWNER"),
+        batteries={
+            "M01": BatterySpec(5.0, 2.0, 0.9, 0.5, min_soc_fraction=0.1),
+            "OWNER": BatterySpec(10.0, 4.0, 0.85, 0.3),
+        },
+        probabilities=[0.3, 0.7],
+        incentive=incentive,
+    )
+    return dataclasses.replace(inputs, **extra) if extra else inputs
+
+
+def _degenerate_inputs() -> DispatchInputs:
+    """Three equal batteries and flat prices: many optimal plans, HiGHS picks one by order."""
+    rng = np.random.default_rng(2)
+    players = ("M01", "M02", "M03", "OWNER")
+    return _inputs(
+        rng.uniform(0.0, 2.0, (1, 4, 8)).round(1),
+        rng.uniform(0.0, 3.0, (1, 4, 8)).round(1),
+        np.full((1, 8), 0.3),
+        np.full((1, 8), 0.05),
+        players=players,
+        batteries={p: BatterySpec(5.0, 2.0, 0.9, 0.5) for p in players[1:]},
+        incentive=0.1,
+    )
+
+
+def _fix_first_moves(model: pyo.ConcreteModel) -> None:
+    """As the closed-loop controller does: the first interval's battery moves are fixed."""
+    model.charge["M01", 0].fix(0.5)
+    model.discharge["M01", 0].fix(0.0)
+    model.charge["OWNER", 0].fix(0.0)
+    model.discharge["OWNER", 0].fix(1.2)
+
+
+def _ranged_and_constant(model: pyo.ConcreteModel) -> None:
+    model.soc_window = pyo.Constraint(expr=pyo.inequality(2.0, model.soc["OWNER", 2], 3.5))
+    model.objective.set_value(model.objective.expr + 2.5)
+
+
+def _no_change(model: pyo.ConcreteModel) -> None:
+    del model
+
+
+_HANDOVER_CASES = {
+    "lp": (_handover_inputs, _no_change),
+    # the incentive exceeds the import/export spread: netting binaries make it a MILP
+    "milp": (lambda: _handover_inputs(incentive=0.5), _no_change),
+    "grid_terms": (
+        lambda: _handover_inputs(
+            ramping_penalty_per_kwh=0.02,
+            previous_community_net_kwh=1.5,
+            peak_charge_per_kwh=0.1,
+            feeder_cap_kwh=6.0,
+            terminal_soc_value_per_kwh=0.15,
+            import_limit_kwh=np.array([4.0, np.inf, 8.0]),
+        ),
+        _no_change,
+    ),
+    "fixed_vars": (_handover_inputs, _fix_first_moves),
+    "degenerate": (_degenerate_inputs, _no_change),
+    "ranged_and_constant": (_handover_inputs, _ranged_and_constant),
+}
+
+
+def _reference_solve(model: pyo.ConcreteModel) -> tuple[str, float | None]:
+    """Termination name and objective from Pyomo's persistent HiGHS interface [currency]."""
+    results = ContribSolverFactory("highs").solve(
+        model,
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+        solver_options=dict(HIGHS_OPTIONS),
+    )
+    name = results.termination_condition.name
+    if name != "convergenceCriteriaSatisfied":
+        return name, None
+    results.solution_loader.load_vars()
+    return name, float(pyo.value(model.objective))
+
+
+@pytest.mark.parametrize("case", sorted(_HANDOVER_CASES))
+def test_matrix_handover_matches_pyomo_highs_interface(case: str) -> None:
+    make_inputs, modify = _HANDOVER_CASES[case]
+    inputs = make_inputs()
+    model, reference = build_model(inputs), build_model(inputs)
+    modify(model)
+    modify(reference)
+    assert hasattr(model, "importing") == (case == "milp")
+    report = solve(model)
+    name, expected = _reference_solve(reference)
+    assert (report.termination_condition, name) == ("convergenceCriteriaSatisfied",) * 2
+    assert report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    # the loaded values reproduce the objective, its constant included
+    assert float(pyo.value(model.objective)) == pytest.approx(report.objective, rel=1e-9)
+    for v in model.component_data_objects(pyo.Var):
+        assert v.value is not None, v.name
+        lo, hi = v.bounds
+        assert lo is None or v.value >= lo - 1e-7, v.name
+        assert hi is None or v.value <= hi + 1e-7, v.name
+    # the columns go to HiGHS in the interface's order: the same vertex of the degenerate LP
+    # (not only the same objective), so closed-loop runs do not drift
+    for v, ref in zip(
+        model.component_data_objects(pyo.Var),
+        reference.component_data_objects(pyo.Var),
+        strict=True,
+    ):
+        assert ref.value is None or v.value == pytest.approx(ref.value, abs=1e-8), v.name
+    if case == "fixed_vars":
+        assert model.charge["M01", 0].fixed and model.charge["M01", 0].value == 0.5
+        assert model.discharge["OWNER", 0].fixed and model.discharge["OWNER", 0].value == 1.2
+    plan = extract_results(model, inputs)
+    assert len(plan) == (inputs.n_scenarios + 1) * len(inputs.players) * inputs.n_intervals
+
+
+def _beyond_capacity(model: pyo.ConcreteModel) -> None:
+    # OWNER starts at 3 of 10 kWh: charging 4 kWh in each of the first 3 intervals overflows
+    for t in range(3):
+        model.charge["OWNER", t].fix(4.0)
+        model.discharge["OWNER", t].fix(0.0)
+
+
+def _violated_row_of_fixed_vars(model: pyo.ConcreteModel) -> None:
+    model.charge["M01", 1].fix(1.0)
+    model.cap_of_fixed = pyo.Constraint(expr=model.charge["M01", 1] <= 0.5)
+
+
+def _violated_row_without_vars(model: pyo.ConcreteModel) -> None:
+    # the compiler rejects it itself (InfeasibleConstraintException)
+    model.level = pyo.Param(mutable=True, initialize=1.0)
+    model.constant_row = pyo.Constraint(expr=model.level <= 0.5)
+
+
+@pytest.mark.parametrize(
+    ("case", "make_inputs", "modify", "reason"),
+    [
+        (
+            "soc_conflict",
+            lambda: _one_battery(BatterySpec(6.4, 3.0, 0.9, 1.25)),
+            _no_change,
+            "battery of M03: initial SoC 8.0 kWh exceeds capacity 6.4 kWh",
+        ),
+        (
+            "fixed_beyond_capacity",
+            _handover_inputs,
+            _beyond_capacity,
+            "infeasible, also without presolve",
+        ),
+        (
+            "violated_row_of_fixed_vars",
+            _handover_inputs,
+            _violated_row_of_fixed_vars,
+            "infeasible, also without presolve",
+        ),
+        (
+            "violated_row_without_vars",
+            _handover_inputs,
+            _violated_row_without_vars,
+            "infeasible, also without presolve",
+        ),
+    ],
+)
+def test_matrix_handover_infeasible_codes_match_pyomo_highs_interface(
+    case: str,
+    make_inputs: Callable[[], DispatchInputs],
+    modify: Callable[[pyo.ConcreteModel], None],
+    reason: str,
+) -> None:
+    inputs = make_inputs()
+    model, reference = build_model(inputs), build_model(inputs)
+    modify(model)
+    modify(reference)
+    with pytest.raises(DispatchError) as info:
+        solve(model)
+    name, _ = _reference_solve(reference)
+    assert info.value.termination_condition == name, case
+    assert name in {"provenInfeasible", "infeasibleOrUnbounded"}
+    assert reason in info.value.reason
+    assert all(v.value is None for v in model.component_data_objects(pyo.Var))
