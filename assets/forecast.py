@@ -9,7 +9,7 @@ from assets.ingest import history_days, meter_readings, prices, weather
 from assets.partitions import daily_partitions
 from assets.queries import actuals
 from assets.resources import EcmResource, MlflowTracker
-from models.forecasting import forecast_community
+from models.forecasting import ModelCache, forecast_community
 from models.scenarios import estimate_dependence, generate_scenarios
 from models.timeutil import as_date
 
@@ -25,39 +25,67 @@ def forecasts(
 ) -> dg.MaterializeResult:
     """Quantile forecasts of load, PV and price for the day, from every model; champion marked.
 
-    Trained only on what was known at the issue time (local midnight), backtested against the
-    seasonal-naive baseline, and logged to MLflow (one experiment per target).
+    Models are retrained weekly on a fixed grid (cached by training-data fingerprint) on what
+    was known at each origin; intervals are conformally calibrated and the champion chosen on
+    the 28 out-of-sample days before the day (see ``models.forecasting``). Logged to MLflow;
+    when MLflow is down the forecasts are still written and the failure is reported.
     """
     cfg, day = ecm.community(), as_date(context.partition_key)
     wh = ecm.warehouse()
     first = day - dt.timedelta(days=history_days(cfg))
     act = actuals(wh, cfg, first, day - dt.timedelta(days=1))
     wx = wh.query("SELECT * FROM weather WHERE day BETWEEN ? AND ?", [first, day])
-    results = forecast_community(act, wx, day, cfg)
+    cache = ModelCache(ecm.home_path() / "model_cache")
+    results = forecast_community(act, wx, day, cfg, cache=cache)
     frames, meta = [], {}
     for target, res in results.items():
-        run_id = mlflow_tracker.log_forecast(
-            res, partition=context.partition_key, dagster_run_id=context.run_id
-        )
+        try:
+            run_id = mlflow_tracker.log_forecast(
+                res, partition=context.partition_key, dagster_run_id=context.run_id
+            )
+        except Exception as exc:  # noqa: BLE001 - tracking down must not stop the plan
+            run_id = None
+            context.log.warning(f"{target}: MLflow unavailable, not logged: {exc}")
+            meta[f"{target}_mlflow_error"] = str(exc)[:300]
         bt_dir = ecm.home_path() / "backtests" / context.partition_key
         bt_dir.mkdir(parents=True, exist_ok=True)
         res.backtest.to_parquet(bt_dir / f"{target}.parquet", index=False)
-        frames.append(
-            res.forecasts.assign(
-                day=day,
-                issue_time=res.issue_time,
-                mlflow_run_id=run_id,
-                weather_basis=res.weather_basis,
-            )
+        notes = [
+            f"{key.split('@')[0]}: training at {key.split('@')[1]} failed, the model trained "
+            f"at {origin} was used"
+            for key, origin in res.stale_models.items()
+        ]
+        cov = res.metrics.get(res.champion, {}).get("coverage_80")
+        champ_note = f"window coverage q10-q90 {cov:.0%}" if cov is not None else None
+        fc = res.forecasts.assign(
+            day=day,
+            issue_time=res.issue_time,
+            mlflow_run_id=run_id,
+            weather_basis=res.weather_basis,
+            model_origin=res.origin,
+            note=None,
         )
-        table = pd.DataFrame(res.metrics).T[["mae", "rmse", "pinball", "coverage_80"]]
-        meta[f"{target}_backtest"] = dg.MetadataValue.md(table.round(4).to_markdown())
+        fc.loc[fc["is_champion"], "note"] = "; ".join(
+            [*notes, *([champ_note] if champ_note else [])]
+        )
+        frames.append(fc)
+        table = pd.DataFrame(res.metrics).T[["mae", "rmse", "pinball", "crps", "coverage_80"]]
+        meta[f"{target}_window_scores"] = dg.MetadataValue.md(table.round(4).to_markdown())
         meta[f"{target}_champion"] = res.champion
         meta[f"{target}_weather_basis"] = res.weather_basis
+        meta[f"{target}_training_origin"] = str(res.origin)
+        meta[f"{target}_models_trained"] = res.trained
+        if res.weights:
+            meta[f"{target}_ensemble_weights"] = ", ".join(
+                f"{m} {w:.2f}" for m, w in res.weights.items()
+            )
         for name, error in res.failed_models.items():
             context.log.warning(f"{target}: model {name} failed to train: {error}")
             meta[f"{target}_{name}_failed"] = error[:300]
-        meta[f"{target}_mlflow_run"] = run_id
+        for note in notes:
+            context.log.warning(f"{target}: {note}")
+        if run_id:
+            meta[f"{target}_mlflow_run"] = run_id
     n = wh.replace("forecasts", pd.concat(frames, ignore_index=True), {"day": day})
     meta.update({"rows_written": n, "mlflow_tracking_uri": mlflow_tracker.uri()})
     return dg.MaterializeResult(metadata=meta)

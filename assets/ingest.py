@@ -35,7 +35,9 @@ from models.timeutil import as_date, day_bounds_utc
 
 def history_days(cfg: CommunityConfig) -> int:
     """Days before a partition the forecasters need [d]."""
-    return cfg.forecast.training_days + cfg.forecast.backtest_days + 9
+    f = cfg.forecast
+    # training window + out-of-sample window + origin alignment + the 28-day profile lags
+    return f.training_days + f.calibration_days + f.retrain_every_days + 30
 
 
 def window_days(cfg: CommunityConfig, day: dt.date) -> list[dt.date]:

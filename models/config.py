@@ -346,10 +346,30 @@ class Fairness(_Strict):
 class ForecastSettings(_Strict):
     """Forecasting settings."""
 
-    training_days: int = Field(default=56, ge=7)
-    backtest_days: int = Field(default=7, ge=1)
+    training_days: int = Field(default=56, ge=14, description="days each model is fitted on [d]")
+    retrain_every_days: int = Field(
+        default=7, ge=1, le=28, description="training cadence: models are refitted on this grid [d]"
+    )
+    calibration_days: int = Field(
+        default=28,
+        ge=7,
+        description="out-of-sample days before a forecast day that give the conformal offsets, "
+        "the ensemble weights and the champion [d]",
+    )
+    champion_min_days: int = Field(
+        default=28,
+        ge=7,
+        description="a challenger replaces the baseline only over a window this long [d]",
+    )
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     lightgbm_trees: int = Field(default=150, ge=10)
+    holiday_country: str | None = Field(
+        default=None,
+        description="ISO country of the public holidays (python-holidays), e.g. US, DE, IT",
+    )
+    holiday_subdivision: str | None = Field(
+        default=None, description="state or region code of the holidays, e.g. CA, BW"
+    )
 
     @field_validator("quantiles")
     @classmethod

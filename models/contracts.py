@@ -198,19 +198,37 @@ TABLES: dict[str, Table] = {
                 _c("issue_time", _TS, "forecast issue time (UTC): only data known then is used"),
                 _c("target", "VARCHAR", "load | pv | price"),
                 _c("unique_id", "VARCHAR", "member id, shared asset id, or 'import' for price"),
-                _c("model", "VARCHAR", "seasonal_naive | lightgbm"),
+                _c(
+                    "model",
+                    "VARCHAR",
+                    "seasonal_naive | naive_168 | clearsky_persistence | linear_quantile | "
+                    "lightgbm | ensemble",
+                ),
                 _c("ts", _TS, "interval start (UTC)"),
                 _c("point", "DOUBLE", "point forecast [kWh or currency/kWh]"),
                 _c("q10", "DOUBLE", "10% quantile"),
                 _c("q50", "DOUBLE", "median"),
                 _c("q90", "DOUBLE", "90% quantile"),
-                _c("is_champion", "BOOLEAN", "model chosen for dispatch by backtest pinball loss"),
+                _c(
+                    "is_champion",
+                    "BOOLEAN",
+                    "model given to the dispatch: the best naive, or a challenger beating it on "
+                    "pinball loss and MAE over the out-of-sample window",
+                ),
                 _c("mlflow_run_id", "VARCHAR", "MLflow run of the training", True),
                 _c(
                     "weather_basis",
                     "VARCHAR",
                     "forecast (weather forecasts as features) | clearsky (none stored: PV from "
                     "clear-sky physics, load without weather)",
+                ),
+                _c("model_origin", "DATE", "training origin of the model (weekly grid)", True),
+                _c(
+                    "note",
+                    "VARCHAR",
+                    "what the operator should know: an earlier model used because training "
+                    "failed, the window coverage of the champion",
+                    True,
                 ),
             ),
             ("day", "target", "unique_id", "model", "ts"),
@@ -329,6 +347,37 @@ TABLES: dict[str, Table] = {
                 _c("hash", "VARCHAR", "this approval's ledger hash"),
             ),
             ("policy_hash",),
+            None,
+        ),
+        Table(
+            "backtests",
+            "Scores of `ecm backtest` runs: every model, the ensemble, the daily champion and the "
+            "naive baselines on the same rows, overall, per series, per horizon hour, per day "
+            "and for the community sum.",
+            (
+                _c("backtest_id", "VARCHAR", "id of the backtest run"),
+                _c("run_at", _TS, "when it ran (UTC)"),
+                _c("start_day", "DATE", "first local day scored"),
+                _c("end_day", "DATE", "last local day scored"),
+                _c("target", "VARCHAR", "load | pv | price"),
+                _c("model", "VARCHAR", "a registered model, ensemble, or champion"),
+                _c("scope", "VARCHAR", "all | community | series | horizon | day"),
+                _c("key", "VARCHAR", "series id, horizon hour or day ('' for all/community)"),
+                _c("mae", "DOUBLE", "mean absolute error of the point [kWh or currency/kWh]"),
+                _c("rmse", "DOUBLE", "root mean squared error of the point", True),
+                _c("pinball", "DOUBLE", "mean pinball loss over the quantiles", True),
+                _c("crps", "DOUBLE", "CRPS approximated from the quantiles", True),
+                _c(
+                    "coverage_80",
+                    "DOUBLE",
+                    "share of actuals in [q10, q90] (PV nights left out)",
+                    True,
+                ),
+                _c("n", "DOUBLE", "rows scored"),
+                _c("skill_mae", "DOUBLE", "1 - MAE / MAE of the best naive, same scope [-]", True),
+                _c("mlflow_run_id", "VARCHAR", "MLflow parent run", True),
+            ),
+            ("backtest_id", "target", "model", "scope", "key"),
             None,
         ),
         Table(
@@ -485,6 +534,7 @@ APPEND_ONLY = {
     "settlement_versions": "appended per version, never overwritten",
     "policy_approvals": "appended, never deleted",
     "audit_ledger": "append-only",
+    "backtests": "appended per backtest run",
 }
 
 

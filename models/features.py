@@ -16,6 +16,7 @@ being forecast).
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,24 +41,49 @@ FEATURES: dict[str, list[str]] = {
         "temperature_2m",
         "relative_humidity_2m",
         "lag_1d",
+        "lag_2d",
         "lag_7d",
         "mean_7d",
+        "profile_28d",
+        "profile_dow_4w",
+        "level_1d",
+        "level_7d",
+        "is_holiday",
         "uid_code",
     ],
     "pv": [
         "hour",
-        "doy_sin",
-        "doy_cos",
         "temperature_2m",
         "diffuse_radiation",
         "direct_normal_irradiance",
         "pvwatts_per_kw",
         "clearsky_ghi",
+        "persist_cs",
+        "mean_3d_cs",
+        "max_7d_cs",
         "lag_1d",
+        "mean_7d",
+        "level_1d",
         "uid_code",
     ],
-    "price": ["hour", "dow", "is_weekend", "month", "lag_1d", "lag_7d"],
+    "price": ["hour", "dow", "is_weekend", "is_holiday", "month", "lag_1d", "lag_7d"],
 }
+SCALED = (
+    "lag_1d",
+    "lag_2d",
+    "lag_7d",
+    "mean_3d",
+    "mean_7d",
+    "max_7d",
+    "profile_28d",
+    "profile_dow_4w",
+    "level_1d",
+    "level_7d",
+    "persist_cs",
+    "mean_3d_cs",
+    "max_7d_cs",
+)
+"""Columns divided by the series' scale, like the target (``y_norm = y / scale``)."""
 """Model features per target (lags and the PV physics term are normalised by the scale)."""
 
 
@@ -117,6 +143,35 @@ def clearsky_weather(ts: pd.DatetimeIndex, latitude: float, longitude: float) ->
         },
         index=ts,
     )
+
+
+def apply_scale(frame: pd.DataFrame, scale: pd.Series) -> pd.DataFrame:
+    """Divide the target and the :data:`SCALED` columns of raw feature rows by each series'
+    scale [kWh or kWp]; a copy with the ``scale`` column set (missing or non-positive: 1)."""
+    f = frame.copy()
+    sc = f["unique_id"].map(scale).astype(float).fillna(1.0).to_numpy(dtype=float)
+    sc = np.where(sc > 0, sc, 1.0)
+    f["scale"] = sc
+    f["y_norm"] = f["y"].to_numpy(dtype=float) / sc
+    for c in SCALED:
+        if c in f:
+            f[c] = f[c].to_numpy(dtype=float) / sc
+    return f
+
+
+def holiday_calendar(
+    country: str | None, subdiv: str | None, years: Sequence[int], extra: Sequence[dt.date] = ()
+) -> list[dt.date]:
+    """Public holidays of ``country`` (ISO code, ``holidays`` package) plus ``extra`` dates.
+
+    Holidays are published years ahead, so they are known at every issue time.
+    """
+    out = set(extra)
+    if country:
+        import holidays
+
+        out |= set(holidays.country_holidays(country, subdiv=subdiv, years=list(years)))
+    return sorted(out)
 
 
 def issue_time(day: dt.date, tz: str) -> pd.Timestamp:
@@ -222,6 +277,7 @@ def build_features(
     longitude: float = 0.0,
     interval_minutes: int = 60,
     weather_basis: str = "forecast",
+    holiday_days: Sequence[dt.date] | None = None,
 ) -> pd.DataFrame:
     """Feature rows for every series and interval of ``days`` (see the module docstring).
 
@@ -245,6 +301,8 @@ def build_features(
     weather_basis : str
         ``forecast``: weather forecasts are features (they must cover the days);
         ``clearsky``: none is used, PV's physics terms come from :func:`clearsky_weather`.
+    holiday_days : sequence of date, optional
+        Public holidays (local dates), known in advance (see :func:`holiday_calendar`).
 
     Returns
     -------
@@ -254,7 +312,6 @@ def build_features(
     ids = sorted(history["unique_id"].unique())
     hist = history.set_index(["unique_id", "ts"])["y"].sort_index()
     hist = hist[~hist.index.duplicated(keep="last")]
-    scale = scale if scale is not None else pd.Series(1.0, index=ids)
     rows = []
     for d in days:
         t = day_intervals_utc(d, tz, interval_minutes)
@@ -272,23 +329,52 @@ def build_features(
         f["ts"] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=interval_minutes) <= f["_issue"]
     ).to_numpy()
     lag1 = np.where(known_24, look(24), look(48))
-    lag7 = look(168)
-    prev = np.column_stack([look(24 * k) if k > 1 else lag1 for k in range(1, 8)])
-    with np.errstate(all="ignore"):
-        mean7 = np.nanmean(np.where(np.isnan(prev), np.nan, prev), axis=1)
-    sc = f["unique_id"].map(scale).fillna(1.0).to_numpy(dtype=float)
-    sc = np.where(sc > 0, sc, 1.0)
-    f["scale"] = sc
-    f["lag_1d"] = lag1 / sc
-    f["lag_7d"] = lag7 / sc
-    f["mean_7d"] = mean7 / sc
+    # same local hour k days back; k = 1 falls back to two days where yesterday's hour was
+    # not over at the issue time (the last hour of a 25-hour day)
+    prev = np.column_stack([look(24 * k) if k > 1 else lag1 for k in range(1, 29)])
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f["lag_1d"] = lag1
+        f["lag_2d"] = look(48)
+        f["lag_7d"] = look(168)
+        f["mean_3d"] = np.nanmean(prev[:, :3], axis=1)
+        f["mean_7d"] = np.nanmean(prev[:, :7], axis=1)
+        f["max_7d"] = np.nanmax(prev[:, :7], axis=1)
+        f["profile_28d"] = np.nanmean(prev, axis=1)
+        f["profile_dow_4w"] = np.nanmean(prev[:, [6, 13, 20, 27]], axis=1)
+    # daily levels: mean of the last complete local day(s) before the issue time
+    hh = (
+        history.assign(day=pd.DatetimeIndex(history["ts"]).tz_convert(tz).date)
+        .groupby(["unique_id", "day"])["y"]
+        .mean()
+    )
+    day_idx = pd.Index(pd.to_datetime(f["day"]))
+    for col, back in (("level_1d", [1]), ("level_7d", list(range(1, 8)))):
+        vals = np.column_stack(
+            [
+                hh.reindex(
+                    pd.MultiIndex.from_arrays(
+                        [f["unique_id"], (day_idx - pd.Timedelta(days=b)).date]
+                    )
+                ).to_numpy(dtype=float)
+                for b in back
+            ]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            f[col] = np.nanmean(vals, axis=1)
+    f["scale"] = 1.0
     idx = pd.MultiIndex.from_arrays([f["unique_id"], f["ts"]])
     f["y"] = hist.reindex(idx).to_numpy(dtype=float)
-    f["y_norm"] = f["y"] / sc
+    f["y_norm"] = f["y"]
+    if scale is not None:
+        f = apply_scale(f, scale)
     local = pd.DatetimeIndex(f["ts"]).tz_convert(tz)
     f["hour"] = local.hour
     f["dow"] = local.dayofweek
     f["is_weekend"] = (local.dayofweek >= 5).astype(int)
+    hol = set(holiday_days or ())
+    f["is_holiday"] = pd.Series(local.date).isin(hol).astype(int).to_numpy()
     f["month"] = local.month
     doy = local.dayofyear.to_numpy()
     f["doy_sin"] = np.sin(2 * np.pi * doy / 365.25)
@@ -297,7 +383,19 @@ def build_features(
     if target == "pv":
         t_all = pd.DatetimeIndex(f["ts"].unique())
         prev = clearsky_ghi(t_all - pd.Timedelta(hours=24), latitude, longitude)
+        now = clearsky_ghi(t_all, latitude, longitude)
         f["clearsky_ghi_lag_1d"] = f["ts"].map(pd.Series(prev, index=t_all)).to_numpy(float)
+        cs_now = f["ts"].map(pd.Series(now, index=t_all)).to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(
+                f["clearsky_ghi_lag_1d"] > 10.0,
+                np.clip(cs_now / f["clearsky_ghi_lag_1d"], 0.0, 3.0),
+                1.0,
+            )
+        # clear-sky-index persistence of yesterday and of the 3- and 7-day same-hour means
+        f["persist_cs"] = f["lag_1d"].to_numpy(float) * ratio
+        f["mean_3d_cs"] = f["mean_3d"].to_numpy(float) * ratio
+        f["max_7d_cs"] = f["max_7d"].to_numpy(float) * ratio
     if target in ("load", "pv") and weather_basis == "clearsky":
         if target == "pv":
             t_all = pd.DatetimeIndex(f["ts"].unique())

@@ -81,7 +81,9 @@ fairness:
 
 forecast:
   training_days: 28             # days each model is fitted on [d]
-  backtest_days: 7              # days the champion is chosen on [d]
+  retrain_every_days: 7         # models are refitted weekly, on a fixed grid [d]
+  calibration_days: 28          # out-of-sample days for intervals, ensemble and champion [d]
+  holiday_country: null         # ISO country of public holidays (e.g. DE, IT, ES, AT)
 
 control:
   horizon_hours: 24             # look-ahead of every real-time re-plan [h]

@@ -1,4 +1,4 @@
-"""The ``ecm`` command line: init, demo, run, backfill, evaluate, ingest, dev, status."""
+"""The ``ecm`` command line: init, demo, run, backfill, backtest, evaluate, ingest, dev, status."""
 
 from __future__ import annotations
 
@@ -292,6 +292,135 @@ def evaluate(
         out.add_row(*[f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row])
     console.print(out)
     console.print(f"[bold]Evaluation report:[/bold] {path}")
+
+
+@app.command()
+def backtest(
+    start: str = typer.Option(..., "--start", help="first local day scored YYYY-MM-DD"),
+    end: str = typer.Option(..., "--end", help="last local day scored YYYY-MM-DD (inclusive)"),
+    target: list[str] = typer.Option(
+        None, "--target", help="load, pv or price (repeatable; default: all three)"
+    ),
+    models: str = typer.Option(
+        None, "--models", help="comma-separated models (default: each target's registered set)"
+    ),
+) -> None:
+    """Rolling-origin backtest: every day forecast as the daily run would have, then scored
+    against the naive baselines (table `backtests`, MLflow experiment `ecm-backtests`)."""
+    import uuid
+
+    import pandas as pd
+
+    from assets.queries import actuals
+    from assets.resources import EcmResource, MlflowTracker, _git_commit, ecm_home
+    from assets.tracking import log_backtest
+    from models.backtest import run_backtest
+    from models.forecasters import FORECASTERS
+    from models.forecasting import TARGETS, InsufficientHistoryError, ModelCache
+
+    d0, d1 = _parse_day(start), _parse_day(end)
+    if d1 < d0:
+        raise typer.BadParameter("--end is before --start")
+    targets = tuple(target or TARGETS)
+    for t in targets:
+        if t not in TARGETS:
+            raise typer.BadParameter(f"--target {t!r}: choose from {', '.join(TARGETS)}")
+    chosen = tuple(m.strip() for m in models.split(",")) if models else None
+    for m in chosen or ():
+        if m not in FORECASTERS:
+            raise typer.BadParameter(f"--models: {m!r} is not one of {', '.join(FORECASTERS)}")
+    home = _prepare_home()
+    _check_day(d0)
+    _check_day(d1)
+    ecm = EcmResource()
+    cfg, wh = ecm.community(), ecm.warehouse()
+    f = cfg.forecast
+    lead = f.training_days + f.calibration_days + f.retrain_every_days + 30
+    first = max(cfg.community.first_day, d0 - dt.timedelta(days=lead))
+    missing = [d for d in _days(first, d1) if d not in wh.days_present("meter_readings", first, d1)]
+    if missing:
+        console.print(f"{len(missing)} day(s) without stored meter data: ingesting them first")
+        ingest_days(start=first.isoformat(), end=d1.isoformat())
+    act = actuals(wh, cfg, first, d1)
+    wx = wh.query("SELECT * FROM weather WHERE day BETWEEN ? AND ?", [first, d1])
+    try:
+        result = run_backtest(
+            act,
+            wx,
+            cfg,
+            d0,
+            d1,
+            targets=targets,
+            models=chosen,
+            cache=ModelCache(home / "model_cache"),
+        )
+    except InsufficientHistoryError as err:
+        console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(2) from None
+    backtest_id = f"{d0}_{d1}_{uuid.uuid4().hex[:8]}"
+    out_dir = home / "reports" / "backtests" / backtest_id
+    run_id = None
+    try:
+        run_id = log_backtest(
+            MlflowTracker().uri(),
+            ecm_home() / "mlflow" / "artifacts",
+            result,
+            git_commit=_git_commit(),
+            out_dir=out_dir,
+        )
+    except Exception as exc:  # noqa: BLE001 - the scores are stored either way
+        console.print(
+            f"[yellow]MLflow unavailable, backtest not logged: {escape(str(exc))}[/yellow]"
+        )
+    rows = result.metrics.assign(
+        backtest_id=backtest_id,
+        run_at=pd.Timestamp.now(tz="UTC"),
+        start_day=d0,
+        end_day=d1,
+        mlflow_run_id=run_id,
+    )
+    wh.upsert("backtests", rows, ["backtest_id", "target", "model", "scope", "key"])
+    summary = result.summary()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out_dir / "skill.csv", index=False)
+    table = Table(title=f"backtest {d0} to {d1}: the daily champion against the best naive (MAE)")
+    for col in ("target", "level", "champion MAE", "best naive", "naive MAE", "skill", "q10-q90"):
+        table.add_column(col, justify="right")
+    for r in summary.itertuples():
+        table.add_row(
+            r.target,
+            r.level,
+            f"{r.champion_mae:.4f}",
+            r.best_naive,
+            f"{r.naive_mae:.4f}",
+            f"{r.skill_mae:+.1%}",
+            "" if r.coverage_80 != r.coverage_80 else f"{r.coverage_80:.1%}",
+        )
+    console.print(table)
+    all_models = result.metrics[result.metrics["scope"] == "all"]
+    models_table = Table(title="every model, all rows")
+    for col in ("target", "model", "MAE", "RMSE", "pinball", "CRPS", "q10-q90", "skill"):
+        models_table.add_column(col, justify="right")
+    for r in all_models.itertuples():
+        models_table.add_row(
+            r.target,
+            r.model,
+            f"{r.mae:.4f}",
+            f"{r.rmse:.4f}",
+            f"{r.pinball:.4f}",
+            f"{r.crps:.4f}",
+            f"{r.coverage_80:.1%}",
+            "" if r.skill_mae != r.skill_mae else f"{r.skill_mae:+.1%}",
+        )
+    console.print(models_table)
+    for t, errors in result.failed.items():
+        for key, error in errors.items():
+            console.print(f"[yellow]{t}: {key} failed to train: {escape(error)}[/yellow]")
+    secs = ", ".join(
+        f"{t} {s:.0f} s ({result.trained[t]} models trained)" for t, s in result.seconds.items()
+    )
+    console.print(f"Time: {secs}")
+    console.print(f"Stored as backtest {backtest_id} (table backtests); plots: {out_dir}")
 
 
 @ingest_app.command("days")
