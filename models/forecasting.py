@@ -279,7 +279,8 @@ def rolling_forecasts(
         if scale is not None:
             sc = scale
         else:
-            recent = feats[(fday >= o - dt.timedelta(days=28)) & (fday < o)]
+            s_from, s_to = issue_time(o - dt.timedelta(days=28), spec.tz), issue_time(o, spec.tz)
+            recent = history[(history["ts"] >= s_from) & (history["ts"] < s_to)]
             sc = recent.groupby("unique_id")["y"].mean().clip(lower=1e-3)
         sub = apply_scale(feats[tr_mask | pr_mask], sc)
         is_tr = (sub["day"] < o).to_numpy() & sub["y_norm"].notna().to_numpy()

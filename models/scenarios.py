@@ -81,7 +81,9 @@ def estimate_dependence(backtest: pd.DataFrame) -> Dependence:
     b.loc[width <= 1e-9, "z"] = np.nan
     z1 = b.groupby(["unique_id", "day"])["z"].shift(1)
     ok = b["z"].notna() & z1.notna()
-    rho = float(np.corrcoef(b.loc[ok, "z"], z1[ok])[0, 1]) if ok.sum() > 10 else 0.7
+    za, zb = b.loc[ok, "z"].to_numpy(float), z1[ok].to_numpy(float)
+    varied = ok.sum() > 10 and za.std() > 0 and zb.std() > 0  # a known price has no spread
+    rho = float(np.corrcoef(za, zb)[0, 1]) if varied else 0.7
     wide = b.pivot_table(index="ts", columns="unique_id", values="z")
     if wide.shape[1] > 1 and wide.dropna(how="any").shape[0] > 10:
         c = wide.corr().to_numpy()

@@ -7,6 +7,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import demo
 from models.features import build_features, issue_time
@@ -31,7 +33,15 @@ def data(demo_config):
     return load[["unique_id", "ts", "y"]].reset_index(drop=True), demo.weather_rows(start, end)
 
 
-SPEC = ForecastSpec("load", TZ, training_days=21, backtest_days=3, lightgbm_trees=30)
+SPEC = ForecastSpec(
+    "load",
+    TZ,
+    training_days=21,
+    calibration_days=7,
+    champion_min_days=7,
+    lightgbm_trees=30,
+    models=("seasonal_naive", "naive_168", "lightgbm"),
+)
 
 
 def test_dst_days_have_23_24_25_hours():
@@ -67,25 +77,129 @@ def test_lag_features_never_reach_past_the_issue_time(data):
     assert len(f) == 25 and f.lag_1d.notna().all()
 
 
-def test_models_backtested_against_baseline_with_ordered_quantiles(data):
+def test_models_scored_out_of_sample_against_the_baseline_with_ordered_quantiles(data):
     load, weather = data
     r = forecast_target(load, DAY, SPEC, weather=weather)
-    assert set(r.metrics) == {"seasonal_naive", "lightgbm"}
+    assert set(r.metrics) == {"seasonal_naive", "naive_168", "lightgbm", "ensemble"}
     for m in r.metrics.values():
-        assert {"mae", "rmse", "pinball", "coverage_80", "pinball_skill"} <= set(m)
+        assert {"mae", "rmse", "pinball", "crps", "coverage_80", "pinball_skill"} <= set(m)
     assert r.metrics["seasonal_naive"]["pinball_skill"] == 0.0
     f = r.forecasts
     assert (f.q10 <= f.q50).all() and (f.q50 <= f.q90).all() and (f.q10 >= 0).all()
-    assert len(f) == 2 * 4 * 24
+    assert len(f) == 4 * 4 * 24
     assert f.groupby(["unique_id", "ts"]).is_champion.sum().eq(1).all()
-    assert set(r.backtest.day) == {DAY - dt.timedelta(days=i) for i in (1, 2, 3)}
+    # the window is the 7 days before DAY, each forecast by its own origin's models
+    assert set(r.backtest.day) == {DAY - dt.timedelta(days=i) for i in range(1, 8)}
+    assert sum(r.weights.values()) == pytest.approx(1.0)
 
 
-def test_insufficient_history_is_a_clear_error(data):
+def test_insufficient_history_names_the_first_usable_day(data):
     load, weather = data
-    short = load[load.ts >= issue_time(DAY - dt.timedelta(days=8), TZ)]
-    with pytest.raises(InsufficientHistoryError, match="Backfill"):
+    short = load[load.ts >= issue_time(DAY - dt.timedelta(days=20), TZ)]
+    with pytest.raises(InsufficientHistoryError, match="first usable day is 2017-0"):
         forecast_target(short, DAY, SPEC, weather=weather)
+
+
+def test_a_day_is_forecast_the_same_alone_or_inside_a_backtest(data):
+    """Origins on a fixed grid: the daily forecast equals the backtest's row for that day,
+    whatever else was run before (the order of a backfill does not matter)."""
+    from models.forecasting import calibrate, rolling_forecasts
+
+    load, weather = data
+    alone = forecast_target(load, DAY, SPEC, weather=weather).forecasts
+    days = [DAY - dt.timedelta(days=k) for k in range(9, -2, -1)]  # DAY - 9 .. DAY + 1
+    rf = rolling_forecasts(load, days, SPEC, weather=weather)
+    inside = calibrate(rf.raw, [DAY], SPEC).forecasts
+    cols = ["unique_id", "ts", "model", "point", "q10", "q50", "q90", "is_champion"]
+    key = ["model", "unique_id", "ts"]
+    pd.testing.assert_frame_equal(
+        alone[cols].sort_values(key).reset_index(drop=True),
+        inside[cols].sort_values(key).reset_index(drop=True),
+    )
+
+
+def test_conformal_calibration_cannot_look_ahead(data):
+    """Changing the outcomes of the day and later days leaves its calibrated intervals,
+    ensemble weights and champion unchanged: they come from the window before it."""
+    from models.forecasting import calibrate, rolling_forecasts
+
+    load, weather = data
+    days = [DAY - dt.timedelta(days=k) for k in range(7, -3, -1)]
+    rf = rolling_forecasts(load, days, SPEC, weather=weather)
+    a = calibrate(rf.raw, [DAY], SPEC)
+    raw = rf.raw.copy()
+    raw.loc[raw["day"] >= DAY, "y"] = raw.loc[raw["day"] >= DAY, "y"] * 5 + 3
+    b = calibrate(raw, [DAY], SPEC)
+    cols = ["unique_id", "ts", "model", "point", "q10", "q50", "q90", "is_champion"]
+    pd.testing.assert_frame_equal(a.forecasts[cols], b.forecasts[cols])
+    assert a.weights == b.weights and a.champion == b.champion
+    assert a.metrics == b.metrics
+
+
+def test_models_are_cached_by_origin_and_retrained_when_history_is_corrected(data, tmp_path):
+    from models.forecasting import ModelCache
+
+    load, weather = data
+    cache = ModelCache(tmp_path)
+    first = forecast_target(load, DAY, SPEC, weather=weather, cache=cache)
+    again = forecast_target(load, DAY, SPEC, weather=weather, cache=cache)
+    assert first.trained > 0 and again.trained == 0
+    pd.testing.assert_frame_equal(first.forecasts, again.forecasts)
+    corrected = load.copy()
+    old = issue_time(DAY - dt.timedelta(days=15), TZ)
+    corrected.loc[corrected.ts < old, "y"] *= 1.5
+    fixed = forecast_target(corrected, DAY, SPEC, weather=weather, cache=cache)
+    assert fixed.trained > 0
+
+
+def test_a_model_that_fails_to_train_falls_back_to_its_last_trained_version(
+    data, tmp_path, monkeypatch
+):
+    from models import forecasters
+    from models.forecasting import ModelCache
+
+    load, weather = data
+    cache = ModelCache(tmp_path)
+    early = DAY - dt.timedelta(days=7)
+    forecast_target(load, early, SPEC, weather=weather, cache=cache)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(forecasters.LightGBMQuantile, "fit", broken)
+    with pytest.warns(UserWarning, match="lightgbm@"):
+        r = forecast_target(load, DAY, SPEC, weather=weather, cache=cache)
+    assert any(k.startswith("lightgbm@") for k in r.failed_models)
+    assert r.stale_models  # the earlier origin's model forecast instead
+    assert "lightgbm" in set(r.forecasts.model)
+    monkeypatch.setattr(forecasters.LightGBMQuantile, "fit", broken)
+    with pytest.warns(UserWarning):
+        bare = forecast_target(load, DAY, SPEC, weather=weather)  # no cache, no earlier model
+    assert "seasonal_naive" in set(bare.forecasts.model)
+
+
+def test_new_features_never_reach_past_the_issue_time(data):
+    """Profiles, levels and the clear-sky-index terms of day d are unchanged by any actual at
+    or after d's issue time."""
+    load, _ = data
+    issue = issue_time(DAY, TZ)
+    poisoned = load.copy()
+    poisoned.loc[poisoned.ts >= issue, "y"] = 1e6
+    for target in ("load", "pv"):
+        kw = dict(target=target, tz=TZ, weather_basis="clearsky", latitude=34.0, longitude=-117.4)
+        a = build_features(load, [DAY], **kw)
+        b = build_features(poisoned, [DAY], **kw)
+        cols = [c for c in a.columns if c not in ("y", "y_norm")]
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+        assert a["profile_28d"].notna().any() and a["level_1d"].notna().all()
+
+
+def test_holidays_come_from_the_calendar_known_in_advance():
+    from models.features import holiday_calendar
+
+    hol = holiday_calendar("US", "CA", [2017], extra=[dt.date(2017, 8, 15)])
+    assert dt.date(2017, 7, 4) in hol and dt.date(2017, 8, 15) in hol
+    assert holiday_calendar(None, None, [2017]) == []
 
 
 def test_clearsky_persistence_scales_yesterday_by_the_clear_sky_change():
@@ -167,3 +281,35 @@ def test_conformal_offset_reaches_the_level_on_the_backtest_and_ignores_dark_hou
     )
     assert (narrowed.q10 <= narrowed.q50).all() and (narrowed.q90 >= narrowed.q50).all()
     assert ((bt.y >= narrowed.q10) & (bt.y <= narrowed.q90)).mean() >= 0.8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    var_total=st.floats(0.0, 5.0),
+)
+def test_reconciliation_moves_members_toward_the_total_by_their_variance(n, seed, var_total):
+    from models.forecasting import TOTAL, reconcile
+
+    rng = np.random.default_rng(seed)
+    members = rng.uniform(0.0, 3.0, size=(2, n))  # 2 intervals
+    total = rng.uniform(0.0, 3.0 * n, size=2)
+    uid = np.array([f"m{i}" for i in range(n)] * 2 + [TOTAL, TOTAL])
+    ts = np.array([0] * n + [1] * n + [0, 1])
+    point = np.concatenate([members[0], members[1], total])
+    values = np.column_stack([point, point - 0.5, point, point + 0.5])
+    var = {f"m{i}": float(v) for i, v in enumerate(rng.uniform(0.1, 2.0, n))}
+    var[TOTAL] = var_total
+    out = reconcile(values, uid, ts, var, nonnegative=False)
+    bottom = uid != TOTAL
+    for t in (0, 1):
+        rows = bottom & (ts == t)
+        gap = total[t] - values[rows, 0].sum()
+        moved = out[rows, 0].sum() - values[rows, 0].sum()
+        share = sum(var.values()) - var_total
+        # the members take share / (share + var_total) of the gap
+        assert moved == pytest.approx(gap * share / (share + var_total), abs=1e-9)
+    # the spread of each member is kept, the total's rows are untouched
+    assert np.allclose(out[:, 3] - out[:, 1], 1.0)
+    assert np.array_equal(out[~bottom], values[~bottom])
