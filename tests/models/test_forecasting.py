@@ -313,3 +313,21 @@ def test_reconciliation_moves_members_toward_the_total_by_their_variance(n, seed
     # the spread of each member is kept, the total's rows are untouched
     assert np.allclose(out[:, 3] - out[:, 1], 1.0)
     assert np.array_equal(out[~bottom], values[~bottom])
+
+
+def test_profile_level_rescales_the_four_week_shape_to_yesterdays_level():
+    from models.forecasters import ProfileLevel
+
+    x = pd.DataFrame(
+        {
+            "unique_id": ["a"] * 3,
+            "day": [DAY] * 3,
+            "hour": [0, 1, 2],
+            "profile_28d": [1.0, 2.0, 3.0],
+            "level_1d": [4.0, 4.0, 4.0],
+            "lag_1d": [0.0, 0.0, 0.0],
+        }
+    )
+    m = ProfileLevel((0.1, 0.5, 0.9)).fit(x, np.array([2.0, 4.0, 6.0]))
+    # the day's profile mean is 2, yesterday's mean 4: the shape doubles
+    assert m.predict_quantiles(x)["point"].tolist() == pytest.approx([2.0, 4.0, 6.0])
