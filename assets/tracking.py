@@ -98,7 +98,7 @@ def log_target_forecast(
             )
             champion = result.fitted.get(result.champion)
             example = result.feature_example
-            if champion is None:  # the ensemble: its members' weights are logged as tags
+            if result.weights:
                 mlflow.set_tag(
                     "ensemble_weights",
                     ", ".join(f"{m}={w:.3f}" for m, w in result.weights.items()),

@@ -287,7 +287,12 @@ def rolling_forecasts(
         tr, pr = sub[is_tr], sub[(sub["day"] >= o).to_numpy()]
         fp = _fingerprint(tr, cols, spec)
         training_rows = len(tr)
-        example = pr[cols].head(5).reset_index(drop=True)
+        # every column some model reads (the naive baselines read lags, not `cols`)
+        needed = ("unique_id", "day", "uid_code", "hour", "is_weekend", "lag_1d", "lag_7d")
+        needed += ("profile_28d", "level_1d", "clearsky_ghi", "clearsky_ghi_lag_1d")
+        keys = [c for c in needed if c in pr.columns and c not in cols]
+        example = pr[[*keys, *cols]].head(5).reset_index(drop=True)
+        example["day"] = example["day"].astype(str)
         for name in spec.models:
             model = cache.load(spec.target, name, o, fp) if cache is not None else None
             if model is None:
@@ -571,6 +576,27 @@ def _pinball(y: np.ndarray, qhat: np.ndarray, levels: tuple[float, ...]) -> floa
     return float(np.mean(np.maximum(lv * d, (lv - 1) * d)))
 
 
+class EnsembleForecaster:
+    """The weighted ensemble as one estimator (for the registry): the weighted mean of its
+    members' point and quantile columns [normalised units]; the conformal offset is applied
+    by the caller, as for every model."""
+
+    name = ENSEMBLE
+
+    def __init__(self, members: dict[str, Any], weights: dict[str, float]) -> None:
+        self.members = members
+        self.weights = weights
+
+    def get_params(self) -> dict[str, Any]:
+        """Parameters, as scikit-learn estimators expose them."""
+        return {"weights": self.weights}
+
+    def predict_quantiles(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Weighted mean of the members' predictions."""
+        parts = [w * self.members[m].predict_quantiles(X) for m, w in self.weights.items()]
+        return sum(parts[1:], parts[0])
+
+
 @dataclass
 class TargetForecast:
     """Result of :func:`forecast_target`."""
@@ -659,7 +685,14 @@ def forecast_target(
         metrics=cal.metrics[day],
         champion=cal.champion[day],
         backtest=cal.window,
-        fitted=rf.fitted,
+        fitted={
+            **rf.fitted,
+            **(
+                {ENSEMBLE: EnsembleForecaster(rf.fitted, cal.weights[day])}
+                if cal.weights[day] and all(m in rf.fitted for m in cal.weights[day])
+                else {}
+            ),
+        },
         training_rows=rf.training_rows,
         feature_example=rf.feature_example,
         weather_basis=rf.weather_basis,

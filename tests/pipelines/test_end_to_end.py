@@ -118,12 +118,23 @@ def test_evaluation_rows_and_settlement_on_realised_flows(wh):
 def test_forecasts_have_bands_models_and_champion(wh):
     f = wh.read_day("forecasts", DAY)
     assert set(f.target) == {"load", "pv", "price"}
-    assert set(f.model) == {"seasonal_naive", "clearsky_persistence", "lightgbm"}
-    assert set(f.loc[f.target == "pv", "model"]) == {
+    models = {t: set(g.model) for t, g in f.groupby("target")}
+    assert models["load"] == {
         "seasonal_naive",
+        "naive_168",
+        "profile_level",
+        "linear_quantile",
+        "lightgbm",
+        "ensemble",
+    }
+    assert models["pv"] == {
+        "seasonal_naive",
+        "naive_168",
         "clearsky_persistence",
         "lightgbm",
+        "ensemble",
     }
+    assert set(f.loc[f.target == "load", "unique_id"]) == {f"M{i:02d}" for i in range(1, 18)}
     assert (f.q10 <= f.q50 + 1e-12).all() and (f.q50 <= f.q90 + 1e-12).all()
     assert f.groupby(["target", "unique_id", "ts"]).is_champion.sum().eq(1).all()
     assert f.mlflow_run_id.notna().all()
@@ -137,7 +148,16 @@ def test_champions_registered_in_mlflow_with_alias(home):
     for target in ("load", "pv", "price"):
         version = client.get_model_version_by_alias(f"ecm-{target}", "champion")
         assert version.tags["partition"] == DAY.isoformat()
-        assert version.tags["model"] in ("seasonal_naive", "clearsky_persistence", "lightgbm")
+        assert version.tags["model"] in (
+            "seasonal_naive",
+            "naive_168",
+            "clearsky_persistence",
+            "profile_level",
+            "linear_quantile",
+            "lightgbm",
+            "ensemble",
+        )
+        assert version.tags["origin"] <= DAY.isoformat()
 
 
 def test_scenario_probabilities_sum_to_one(wh):
