@@ -55,18 +55,16 @@ def forecasts(
             f"at {origin} was used"
             for key, origin in res.stale_models.items()
         ]
-        cov = res.metrics.get(res.champion, {}).get("coverage_80")
-        champ_note = f"window coverage q10-q90 {cov:.0%}" if cov is not None else None
         fc = res.forecasts.assign(
             day=day,
             issue_time=res.issue_time,
             mlflow_run_id=run_id,
             weather_basis=res.weather_basis,
             model_origin=res.origin,
-            note=None,
-        )
-        fc.loc[fc["is_champion"], "note"] = "; ".join(
-            [*notes, *([champ_note] if champ_note else [])]
+            window_coverage=res.forecasts["model"].map(
+                {m: v.get("coverage_80") for m, v in res.metrics.items()}
+            ),
+            note="; ".join(notes) or None,
         )
         frames.append(fc)
         table = pd.DataFrame(res.metrics).T[["mae", "rmse", "pinball", "crps", "coverage_80"]]

@@ -2,8 +2,10 @@
 
 import datetime as dt
 import json
+from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from assets.dispatch import allocations, dispatch_plan, plan_dir
@@ -70,6 +72,52 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     )
 
 
+def forecast_quality(wh: Any, cfg: Any, day: dt.date, fc: pd.DataFrame) -> pd.DataFrame:
+    """Per target: the day's champion, its training origin and note, and the q10-q90 coverage
+    realised by the champion forecasts issued over the 28 days before (and yesterday), from
+    the stored forecasts and the metered actuals (PV nights left out)."""
+    from models.forecasters import coverage, informative
+
+    rows = []
+    first, prev = day - dt.timedelta(days=28), day - dt.timedelta(days=1)
+    issued = wh.query(
+        "SELECT day, target, unique_id, ts, q10, q90 FROM forecasts "
+        "WHERE day BETWEEN ? AND ? AND is_champion",
+        [first, prev],
+    )
+    act = actuals(wh, cfg, first, prev) if not issued.empty else pd.DataFrame()
+
+    def covered(m: pd.DataFrame) -> float | None:
+        keep = informative(m, "q10", "q90") if len(m) else np.array([], dtype=bool)
+        if not keep.any():
+            return None
+        return coverage(
+            m["y"].to_numpy()[keep], m["q10"].to_numpy()[keep], m["q90"].to_numpy()[keep]
+        )
+
+    for target, g in fc.groupby("target", sort=True):
+        note = g["note"].dropna().astype(str) if "note" in g else pd.Series(dtype=str)
+        m = (
+            issued[issued["target"] == target].merge(
+                act[act["target"] == target], on=["unique_id", "ts"]
+            )
+            if not act.empty
+            else pd.DataFrame()
+        )
+        rows.append(
+            {
+                "target": target,
+                "model": str(g["model"].iloc[0]),
+                "origin": g["model_origin"].iloc[0] if "model_origin" in g else None,
+                "window_coverage": covered(m),
+                "window_days": int(m["day"].nunique()) if len(m) else 0,
+                "yesterday_coverage": covered(m[m["day"] == prev]) if len(m) else None,
+                "note": note.iloc[0] if len(note) else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     kinds={"html"},
@@ -89,6 +137,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     plan_path = render_plan_report(
         day,
         ecm.reports_dir(),
+        forecast_quality=forecast_quality(wh, cfg, day, fc),
         tz=cfg.community.timezone,
         forecasts=fc,
         plan=wh.read_day("dispatch_plan", day),

@@ -224,10 +224,16 @@ TABLES: dict[str, Table] = {
                 ),
                 _c("model_origin", "DATE", "training origin of the model (weekly grid)", True),
                 _c(
+                    "window_coverage",
+                    "DOUBLE",
+                    "share of actuals in the model's raw [q10, q90] over the 28-day "
+                    "out-of-sample window, before the conformal offset widened it [-]",
+                    True,
+                ),
+                _c(
                     "note",
                     "VARCHAR",
-                    "what the operator should know: an earlier model used because training "
-                    "failed, the window coverage of the champion",
+                    "what the operator should know: an earlier model used because training failed",
                     True,
                 ),
             ),

@@ -157,6 +157,9 @@ Energies in kWh, money in {{ currency }}.</p>
 <div class="banner" id="fallback-banner">rule-based fallback plan: the optimiser failed:
 {{ fallback_reason }}</div>
 {% endif %}
+{% if stale_models %}
+<div class="banner" id="model-banner">Forecast model fallback: {{ stale_models }}</div>
+{% endif %}
 {% if no_weather %}
 <div class="banner" id="weather-banner">No weather forecast was stored for this day: PV was
 forecast from clear-sky physics (pvlib) and load without weather features.</div>
@@ -205,6 +208,19 @@ perfect-foresight bound, with the state of charge carried from the day before.</
 {{ fig_forecasts }}
 <p class="note">Load is summed over members, PV over rooftops and the shared plant; the bands
 add the members' q10 and q90 forecasts (a conservative, wider-than-joint range).</p>
+{% if forecast_models %}
+<table id="forecast-models">
+<tr><th>target</th><th>champion given to the dispatch</th><th>trained at</th>
+<th class="num">q10-q90 coverage of the issued forecasts, last 28 days</th>
+<th class="num">q10-q90 coverage, yesterday</th><th>note</th></tr>
+{% for r in forecast_models %}
+<tr><td>{{ r.target }}</td><td>{{ r.model }}</td><td>{{ r.origin }}</td>
+<td class="num">{{ r.window }}</td><td class="num">{{ r.yesterday }}</td><td>{{ r.note }}</td></tr>
+{% endfor %}
+</table>
+<p class="note">Intervals are calibrated to cover 80 % (split conformal on the 28 days before
+the day). PV nights are left out of coverage.</p>
+{% endif %}
 <h2>Battery schedules (expected case)</h2>
 {{ fig_batteries }}
 <h2>Community import, export and shared energy</h2>
@@ -396,6 +412,29 @@ def key_figures(
     return out
 
 
+def _forecast_quality_context(fq: pd.DataFrame | None) -> dict[str, Any]:
+    if fq is None or fq.empty:
+        return {"forecast_models": [], "stale_models": ""}
+
+    def pct(v: object) -> str:
+        return "" if v is None or pd.isna(v) else f"{float(v):.0%}"
+
+    rows = [
+        {
+            "target": r.target,
+            "model": r.model,
+            "origin": "" if pd.isna(r.origin) else str(r.origin)[:10],
+            "window": pct(r.window_coverage)
+            + (f" ({r.window_days} d)" if getattr(r, "window_days", 0) else ""),
+            "yesterday": pct(r.yesterday_coverage),
+            "note": "" if pd.isna(r.note) else str(r.note),
+        }
+        for r in fq.itertuples()
+    ]
+    stale = "; ".join(f"{r['target']}: {r['note']}" for r in rows if "failed" in r["note"])
+    return {"forecast_models": rows, "stale_models": stale}
+
+
 def render_plan_report(
     day: dt.date,
     out_dir: Path,
@@ -414,8 +453,12 @@ def render_plan_report(
     owner_id: str = "COMMUNITY",
     realised: pd.DataFrame | None = None,
     settlement: Mapping[str, Any] | None = None,
+    forecast_quality: pd.DataFrame | None = None,
 ) -> Path:
     """Write the operators' daily plan report.
+
+    ``forecast_quality`` (optional) has one row per target: ``target, model, origin,
+    window_coverage, yesterday_coverage`` [-] and ``note`` (training failures and fallbacks).
 
     ``settlement`` (optional) is the day's latest ``settlement_versions`` row: version,
     reason, approval and the core check are shown with the allocations.
@@ -502,6 +545,7 @@ def render_plan_report(
             "weather_basis" in forecasts.columns
             and (forecasts["weather_basis"].astype(str) == "clearsky").any()
         ),
+        **_forecast_quality_context(forecast_quality),
         "cost_rows": _cost_rows(figures),
         "headline": _headline(figures, settlement_total, kinds, solve_info, currency),
         "fig_forecasts": _figure_html(
