@@ -82,6 +82,8 @@ class ForecastSpec:
     ensemble: bool = True
     holidays: tuple[dt.date, ...] = ()
     hierarchy: bool = False
+    half_life_days: float | None = 7.0
+    """weight of window days in the conformal offset halves every this many days (None: equal)"""
     """also forecast the community total and reconcile the members with it (MinT, WLS)"""
 
 
@@ -483,6 +485,11 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
                 P[m] = reconcile(arr, buid, ts_code, var, spec.nonnegative)
         win = win_all & ~is_tot
         today = (bday == D) & ~is_tot
+        age_w = (
+            0.5 ** (np.array([(D - d).days for d in bday[win]], dtype=float) / spec.half_life_days)
+            if spec.half_life_days
+            else None
+        )
         loss = {
             m: _pinball(y[win], P[m][win][:, 1:], spec.quantiles)
             for m in models
@@ -505,15 +512,15 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
             wframe = pd.DataFrame(arr[win], columns=vcols).assign(y=y[win])
             met = score(wframe, spec.quantiles)
             offset = (
-                conformal_offset(wframe, lo, hi, sc[win], level)
+                conformal_offsets(wframe, lo, hi, sc[win], level, weights=age_w)
                 if spec.conformal and len(spec.quantiles) > 1
-                else 0.0
+                else (0.0, 0.0)
             )
-            met["conformal_offset"] = offset
+            met["conformal_offset_lower"], met["conformal_offset_upper"] = offset
             met["window_days"] = float(n_days)
             day_metrics[m] = met
             pred = pd.DataFrame(arr[today], columns=vcols)
-            if offset:
+            if any(offset):
                 pred = widen(pred, offset, sc[today], lo, hi, spec.nonnegative)
             out.append(
                 pd.concat(
@@ -705,39 +712,104 @@ def forecast_target(
 
 
 def conformal_offset(
-    backtest: pd.DataFrame, lo: str, hi: str, scale: np.ndarray, level: float
+    backtest: pd.DataFrame,
+    lo: str,
+    hi: str,
+    scale: np.ndarray,
+    level: float,
+    weights: np.ndarray | None = None,
 ) -> float:
     """Split-conformal (CQR) offset of the outer quantiles from backtest rows.
 
     The nonconformity of a row is ``max(lo - y, y - hi) / scale`` (rows with a zero forecast
     and a zero actual, PV at night, are left out); the offset is its
     ``ceil((n + 1) level) / n`` empirical quantile [normalised units], so that widening (or,
-    when negative, narrowing) both bounds by it covers ``level`` of the backtest. Only rows
-    before the issue time are used: the calibration cannot look ahead.
+    when negative, narrowing) both bounds by it covers ``level`` of the backtest. With
+    ``weights`` (e.g. decaying with the age of the row: weighted conformal prediction), the
+    quantile is the weighted one, with ``n`` the effective sample size, so that a change of
+    regime (the sunny season after a cloudy one) reaches the intervals within days. Only
+    rows before the issue time are used: the calibration cannot look ahead.
     """
     y = backtest["y"].to_numpy(dtype=float)
     lo_v, hi_v = backtest[lo].to_numpy(float), backtest[hi].to_numpy(float)
     e = np.maximum(lo_v - y, y - hi_v) / np.where(scale > 0, scale, 1.0)
     # rows that are trivially right (PV at night: zero forecast, zero output) say nothing
     trivial = (np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9)
-    e = e[np.isfinite(e) & ~trivial]
+    keep = np.isfinite(e) & ~trivial
+    e = e[keep]
     if len(e) < 10:
         return 0.0
-    k = min(1.0, np.ceil((len(e) + 1) * level) / len(e))
-    return float(np.quantile(e, k, method="higher"))
+    if weights is None:
+        k = min(1.0, np.ceil((len(e) + 1) * level) / len(e))
+        return float(np.quantile(e, k, method="higher"))
+    w = np.asarray(weights, dtype=float)[keep]
+    n_eff = w.sum() ** 2 / (w**2).sum()
+    k = min(1.0, level * (n_eff + 1) / n_eff)
+    order = np.argsort(e)
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(e[order][min(np.searchsorted(cum, k - 1e-12), len(e) - 1)])
 
 
 def widen(
-    pred: pd.DataFrame, offset: float, scale: np.ndarray, lo: str, hi: str, nonnegative: bool
+    pred: pd.DataFrame,
+    offset: float | tuple[float, float],
+    scale: np.ndarray,
+    lo: str,
+    hi: str,
+    nonnegative: bool,
 ) -> pd.DataFrame:
-    """Move the outer quantiles out by ``offset × scale``, keeping lo <= q50 <= hi."""
+    """Move the outer quantiles out by ``offset × scale`` (one offset for both bounds, or
+    ``(lower, upper)``), keeping lo <= q50 <= hi."""
+    off_lo, off_hi = offset if isinstance(offset, tuple) else (offset, offset)
     out = pred.copy()
     mid = out[qcol(0.5)].to_numpy(float) if qcol(0.5) in out else out["point"].to_numpy(float)
-    out[lo] = np.minimum(out[lo].to_numpy(float) - offset * scale, mid)
-    out[hi] = np.maximum(out[hi].to_numpy(float) + offset * scale, mid)
+    out[lo] = np.minimum(out[lo].to_numpy(float) - off_lo * scale, mid)
+    out[hi] = np.maximum(out[hi].to_numpy(float) + off_hi * scale, mid)
     if nonnegative:
         out[lo] = out[lo].clip(lower=0.0)
     return out
+
+
+def conformal_offsets(
+    backtest: pd.DataFrame,
+    lo: str,
+    hi: str,
+    scale: np.ndarray,
+    level: float,
+    weights: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Asymmetric split-conformal offsets ``(lower, upper)`` [normalised units].
+
+    Each bound is calibrated on its own tail (Romano et al.'s asymmetric CQR): the lower
+    offset is the ``1 - (1 - level) / 2`` quantile of ``(lo - y) / scale``, the upper one of
+    ``(y - hi) / scale``. A bound that is too wide on one side only (PV's upper band on a
+    sunny spell, whose lower band sits at zero) is narrowed without uncovering the other
+    side. Same rows, weights and finite-sample rule as :func:`conformal_offset`.
+    """
+    tail = 1.0 - (1.0 - level) / 2.0
+    y = backtest["y"].to_numpy(dtype=float)
+    lo_v, hi_v = backtest[lo].to_numpy(float), backtest[hi].to_numpy(float)
+    out = []
+    for side in ("lo", "hi"):
+        e = (lo_v - y) if side == "lo" else (y - hi_v)
+        keep = ~((np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9))
+        ev = (e / np.where(scale > 0, scale, 1.0))[keep & np.isfinite(e)]
+        wv = None if weights is None else np.asarray(weights, float)[keep & np.isfinite(e)]
+        out.append(_conformal_quantile(ev, tail, wv))
+    return out[0], out[1]
+
+
+def _conformal_quantile(e: np.ndarray, level: float, w: np.ndarray | None) -> float:
+    if len(e) < 10:
+        return 0.0
+    if w is None:
+        k = min(1.0, np.ceil((len(e) + 1) * level) / len(e))
+        return float(np.quantile(e, k, method="higher"))
+    n_eff = w.sum() ** 2 / (w**2).sum()
+    k = min(1.0, level * (n_eff + 1) / n_eff)
+    order = np.argsort(e)
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(e[order][min(np.searchsorted(cum, k - 1e-12), len(e) - 1)])
 
 
 def _bounds(d: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -331,3 +331,25 @@ def test_profile_level_rescales_the_four_week_shape_to_yesterdays_level():
     m = ProfileLevel((0.1, 0.5, 0.9)).fit(x, np.array([2.0, 4.0, 6.0]))
     # the day's profile mean is 2, yesterday's mean 4: the shape doubles
     assert m.predict_quantiles(x)["point"].tolist() == pytest.approx([2.0, 4.0, 6.0])
+
+
+def test_asymmetric_conformal_narrows_only_the_side_that_is_too_wide():
+    from models.forecasting import conformal_offsets, widen
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(5.0, 1.0, 4000)
+    # lower band about right (q10 of N(5, 1)), upper band far too wide
+    bt = pd.DataFrame({"y": y, "q10": 5.0 - 1.2816, "q50": 5.0, "q90": 9.0})
+    scale = np.ones(len(bt))
+    off_lo, off_hi = conformal_offsets(bt, "q10", "q90", scale, 0.8)
+    assert abs(off_lo) < 0.1 and off_hi < -2.0
+    out = widen(bt, (off_lo, off_hi), scale, "q10", "q90", nonnegative=True)
+    cover = ((bt.y >= out.q10) & (bt.y <= out.q90)).mean()
+    assert 0.79 <= cover <= 0.82
+    # recency weights: only the recent regime (narrow) counts
+    old = pd.DataFrame({"y": rng.normal(5.0, 3.0, 2000), "q10": 3.7, "q50": 5.0, "q90": 6.3})
+    both = pd.concat([old, bt.assign(q90=6.3)], ignore_index=True)
+    w = np.r_[np.full(2000, 1e-6), np.ones(4000)]
+    _, hi_w = conformal_offsets(both, "q10", "q90", np.ones(len(both)), 0.8, weights=w)
+    _, hi_u = conformal_offsets(both, "q10", "q90", np.ones(len(both)), 0.8)
+    assert hi_w < hi_u
