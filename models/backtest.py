@@ -137,9 +137,9 @@ def run_backtest(
         champ = fc[fc["is_champion"]].assign(model=CHAMPION)
         fc = pd.concat([fc, champ], ignore_index=True)
         issues = {d: issue_time(d, spec.tz) for d in days}
-        fc["horizon_hour"] = (
-            (fc["ts"] - fc["day"].map(issues)).dt.total_seconds() // 3600
-        ).astype(int)
+        fc["horizon_hour"] = ((fc["ts"] - fc["day"].map(issues)).dt.total_seconds() // 3600).astype(
+            int
+        )
         out.forecasts[target] = fc
         frames.append(score_forecasts(fc, target, spec.quantiles))
         out.seconds[target] = time.perf_counter() - t0

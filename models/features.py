@@ -321,9 +321,28 @@ def build_features(
     f = pd.concat(rows, ignore_index=True)
     f["ts"] = pd.DatetimeIndex(f["ts"]).tz_convert("UTC")
 
+    # the history on a regular UTC grid (series x interval), so that a lag is an index shift
+    step = pd.Timedelta(minutes=interval_minutes)
+    h_ts = pd.DatetimeIndex(hist.index.get_level_values("ts")).tz_convert("UTC")
+    t0 = min(h_ts.min(), f["ts"].min()) - pd.Timedelta(days=60) if len(h_ts) else f["ts"].min()
+    t1 = max(h_ts.max() if len(h_ts) else f["ts"].max(), f["ts"].max())
+    n_grid = int((t1 - t0) / step) + 1
+    grid = np.full((len(ids), n_grid), np.nan)
+    code = {u: i for i, u in enumerate(ids)}
+    if len(h_ts):
+        on_grid = ((h_ts - t0) % step) == pd.Timedelta(0)
+        pos = ((h_ts - t0) // step).to_numpy()
+        u_idx = pd.Index(hist.index.get_level_values("unique_id")).map(code).to_numpy()
+        grid[u_idx[on_grid], pos[on_grid]] = hist.to_numpy(dtype=float)[on_grid]
+    row_u = f["unique_id"].map(code).to_numpy()
+    row_p = ((f["ts"] - t0) // step).to_numpy().astype(np.int64)
+
     def look(offset_h: int) -> np.ndarray:
-        idx = pd.MultiIndex.from_arrays([f["unique_id"], f["ts"] - pd.Timedelta(hours=offset_h)])
-        return hist.reindex(idx).to_numpy(dtype=float)
+        p = row_p - int(pd.Timedelta(hours=offset_h) / step)
+        ok = (p >= 0) & (p < n_grid)
+        out = np.full(len(p), np.nan)
+        out[ok] = grid[row_u[ok], p[ok]]
+        return out
 
     known_24 = (
         f["ts"] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=interval_minutes) <= f["_issue"]

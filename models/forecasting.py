@@ -478,8 +478,23 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
                 f"{MIN_CALIBRATION_DAYS} needed"
             )
         if is_tot.any():
+            # the total is forecast by the model that forecasts it best on the window (MAE),
+            # and every model's members are reconciled with that total
+            tw = win_all & is_tot
+            tot_mae = {
+                m: float(np.mean(np.abs(y[tw] - arr[tw, 0])))
+                for m, arr in raw_P.items()
+                if np.isfinite(arr[tw | ((bday == D) & is_tot), 0]).all()
+            }
+            best_tot = min(tot_mae, key=tot_mae.get) if tot_mae else None
             P = {}
             for m, arr in raw_P.items():
+                if m in NAIVE.get(spec.target, ()):
+                    P[m] = arr  # the baselines stay plain: skill is measured against them
+                    continue
+                arr = arr.copy()
+                if best_tot is not None:
+                    arr[is_tot] = raw_P[best_tot][is_tot]
                 err = y[win_all] - arr[win_all, 0]
                 var = pd.Series(err**2).groupby(buid[win_all]).mean().to_dict()
                 P[m] = reconcile(arr, buid, ts_code, var, spec.nonnegative)

@@ -51,6 +51,7 @@ def _ranges(ts: pd.DatetimeIndex, tz: str, interval_minutes: int) -> str:
             out.append((a, b))
             a = b = t
     out.append((a, b))
+
     def end(x: pd.Timestamp, y: pd.Timestamp) -> str:
         e = y + step
         return "24:00" if e.date() > x.date() and (e.hour, e.minute) == (0, 0) else f"{e:%H:%M}"

@@ -160,9 +160,7 @@ def _parse_ts(values: pd.Series, path: str, header_rows: int) -> pd.Series:
     return pd.Series(pd.DatetimeIndex(out, tz="UTC") if out else pd.DatetimeIndex([], tz="UTC"))
 
 
-def parse_numbers(
-    values: pd.Series, path: str, field: str, header_rows: int = 1
-) -> np.ndarray:
+def parse_numbers(values: pd.Series, path: str, field: str, header_rows: int = 1) -> np.ndarray:
     """Parse a column of numbers (dot decimals), naming the file, row and field of a bad one.
 
     Raises

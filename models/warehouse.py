@@ -84,9 +84,7 @@ class Warehouse:
                     }
                     for c in table.columns:
                         if c.name not in have:
-                            con.execute(
-                                f'ALTER TABLE {table.name} ADD COLUMN "{c.name}" {c.sql}'
-                            )
+                            con.execute(f'ALTER TABLE {table.name} ADD COLUMN "{c.name}" {c.sql}')
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -200,7 +198,10 @@ class Warehouse:
                 raise KeyError(f"unknown column {k!r}")
         on = " AND ".join(f'{t.name}."{k}" = n."{k}"' for k in key)
         return self._swap(
-            table, df, f"DELETE FROM {t.name} USING _ecm_new_rows n WHERE {on}", []  # noqa: S608
+            table,
+            df,
+            f"DELETE FROM {t.name} USING _ecm_new_rows n WHERE {on}",
+            [],  # noqa: S608
         )
 
     def upsert_readings(self, df: pd.DataFrame) -> int:

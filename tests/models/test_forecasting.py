@@ -353,3 +353,21 @@ def test_asymmetric_conformal_narrows_only_the_side_that_is_too_wide():
     _, hi_w = conformal_offsets(both, "q10", "q90", np.ones(len(both)), 0.8, weights=w)
     _, hi_u = conformal_offsets(both, "q10", "q90", np.ones(len(both)), 0.8)
     assert hi_w < hi_u
+
+
+def test_lags_are_the_values_exactly_k_days_before_even_across_gaps_and_dst():
+    rng = np.random.default_rng(3)
+    ts = pd.date_range("2016-10-01", "2016-11-10", freq="h", tz="UTC")
+    hist = pd.concat(
+        [pd.DataFrame({"unique_id": u, "ts": ts, "y": rng.uniform(0, 2, len(ts))}) for u in "ab"]
+    )
+    hist = hist.sample(frac=0.9, random_state=1)  # gaps
+    d = dt.date(2016, 11, 6)  # 25 local hours
+    f = build_features(hist, [d], target="price", tz=TZ)
+    direct = hist.set_index(["unique_id", "ts"])["y"]
+    for col, hours in (("lag_7d", 168), ("lag_2d", 48)):
+        want = direct.reindex(
+            pd.MultiIndex.from_arrays([f.unique_id, f.ts - pd.Timedelta(hours=hours)])
+        ).to_numpy()
+        np.testing.assert_array_equal(f[col].to_numpy(), want)
+    assert len(f) == 50
