@@ -197,15 +197,17 @@ def weather_as_of(weather: pd.DataFrame, days: Sequence[dt.date], tz: str) -> pd
         ``ts`` plus :data:`WEATHER_FEATURES`, one row per valid time in the days.
     """
     fc = weather[weather["kind"] == "forecast"]
-    out = []
-    for d in days:
-        start, end = day_bounds_utc(d, tz)
-        w = fc[(fc["ts"] >= start) & (fc["ts"] < end) & (fc["issue_time"] <= start)]
-        w = w.sort_values(["ts", "issue_time"]).groupby("ts", as_index=False).last()
-        out.append(w[["ts", *WEATHER_FEATURES]])
-    if not out:
+    if not len(days) or fc.empty:
         return pd.DataFrame(columns=["ts", *WEATHER_FEATURES])
-    return pd.concat(out, ignore_index=True)
+    # each valid time belongs to one local day, whose issue time bounds what may be used
+    issues = {d: day_bounds_utc(d, tz)[0] for d in days}
+    vday = pd.Series(pd.DatetimeIndex(fc["ts"]).tz_convert(tz).date, index=fc.index)
+    fc = fc[vday.isin(issues).to_numpy()]
+    vday = vday[fc.index]
+    limit = pd.to_datetime(vday.map(issues), utc=True)
+    w = fc[(fc["issue_time"] <= limit).to_numpy()]
+    w = w.sort_values(["ts", "issue_time"]).groupby("ts", as_index=False).last()
+    return w[["ts", *WEATHER_FEATURES]].reset_index(drop=True)
 
 
 def pv_physics(
@@ -312,14 +314,26 @@ def build_features(
     ids = sorted(history["unique_id"].unique())
     hist = history.set_index(["unique_id", "ts"])["y"].sort_index()
     hist = hist[~hist.index.duplicated(keep="last")]
-    rows = []
-    for d in days:
-        t = day_intervals_utc(d, tz, interval_minutes)
-        issue = t[0]
-        for uid in ids:
-            rows.append(pd.DataFrame({"unique_id": uid, "ts": t, "day": d, "_issue": issue}))
-    f = pd.concat(rows, ignore_index=True)
-    f["ts"] = pd.DatetimeIndex(f["ts"]).tz_convert("UTC")
+    per_day = [day_intervals_utc(d, tz, interval_minutes) for d in days]
+    n_ids = len(ids)
+    ts_all = np.concatenate([np.tile(t.to_numpy(), n_ids) for t in per_day])
+    f = pd.DataFrame(
+        {
+            "unique_id": np.concatenate([np.repeat(ids, len(t)) for t in per_day]),
+            "ts": pd.DatetimeIndex(ts_all).tz_localize("UTC")
+            if pd.DatetimeIndex(ts_all).tz is None
+            else pd.DatetimeIndex(ts_all).tz_convert("UTC"),
+            "day": np.concatenate(
+                [
+                    np.full(len(t) * n_ids, d, dtype=object)
+                    for d, t in zip(days, per_day, strict=True)
+                ]
+            ),
+            "_issue": pd.DatetimeIndex(
+                np.concatenate([np.full(len(t) * n_ids, t[0].to_datetime64()) for t in per_day])
+            ).tz_localize("UTC"),
+        }
+    )
 
     # the history on a regular UTC grid (series x interval), so that a lag is an index shift
     step = pd.Timedelta(minutes=interval_minutes)

@@ -200,8 +200,8 @@ class Warehouse:
         return self._swap(
             table,
             df,
-            f"DELETE FROM {t.name} USING _ecm_new_rows n WHERE {on}",
-            [],  # noqa: S608
+            f"DELETE FROM {t.name} USING _ecm_new_rows n WHERE {on}",  # noqa: S608
+            [],
         )
 
     def upsert_readings(self, df: pd.DataFrame) -> int:
