@@ -454,7 +454,8 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
         .reset_index(drop=True)
     )
     key = pd.MultiIndex.from_frame(base[["unique_id", "ts"]])
-    models = [m for m in spec.models if m in set(raw["model"])]
+    present = set(raw["model"].unique())
+    models = [m for m in spec.models if m in present]
     P = {
         m: raw[raw["model"] == m].set_index(["unique_id", "ts"])[vcols].reindex(key).to_numpy()
         for m in models
@@ -849,7 +850,8 @@ def spec_for(target: str, config: Any) -> ForecastSpec:
     """The :class:`ForecastSpec` of a target from the community configuration."""
     c, f = config.community, config.forecast
     first = config.community.first_day.year if config.community.first_day else 2000
-    years = range(min(first, 2000), 2101)
+    last = config.community.last_day.year if config.community.last_day else dt.date.today().year
+    years = range(first - 1, last + 2)
     hol = holiday_calendar(
         f.holiday_country, f.holiday_subdivision, list(years), config.tariffs.holidays
     )
