@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -490,13 +491,19 @@ def solve_horizon(
     DispatchError
         The LP was not solved to optimality.
     """
+    ch, dis, obj, _ = plan_horizon(inputs, time_limit_s, first)
+    return ch, dis, obj
+
+
+def plan_horizon(
+    inputs: DispatchInputs,
+    time_limit_s: float = 30.0,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, Any]:
+    """:func:`solve_horizon`, also returning the solved Pyomo model (for
+    :func:`first_move_objective`)."""
     model = build_model(inputs)
-    if first is not None and hasattr(model, "charge"):
-        t0 = next(iter(model.T))
-        for i, p in enumerate(inputs.players):
-            if p in inputs.batteries:
-                model.charge[p, t0].fix(float(first[0][i]))
-                model.discharge[p, t0].fix(float(first[1][i]))
+    _fix_first(model, inputs, first)
     report = solve(model, time_limit_s=time_limit_s)
     plan = extract_results(model, inputs)
     plan = plan[plan["scenario"] == "s0"]
@@ -505,7 +512,41 @@ def solve_horizon(
         plan["charge_kwh"].to_numpy().reshape(p_n, h),
         plan["discharge_kwh"].to_numpy().reshape(p_n, h),
         report.objective,
+        model,
     )
+
+
+def _fix_first(
+    model: Any, inputs: DispatchInputs, first: tuple[np.ndarray, np.ndarray] | None
+) -> None:
+    if first is None or not hasattr(model, "charge"):
+        return
+    t0 = next(iter(model.T))
+    for i, p in enumerate(inputs.players):
+        if p in inputs.batteries:
+            model.charge[p, t0].fix(float(first[0][i]))
+            model.discharge[p, t0].fix(float(first[1][i]))
+
+
+def first_move_objective(
+    model: Any,
+    inputs: DispatchInputs,
+    first: tuple[np.ndarray, np.ndarray],
+    time_limit_s: float = 30.0,
+) -> float:
+    """Objective [currency] of a solved horizon ``model`` (from :func:`plan_horizon` on
+    ``inputs``) re-solved with the first interval's moves fixed to ``first`` [kWh].
+
+    The same LP as building it again with those moves fixed, without the build; only the
+    objective is read (it is unique, unlike the optimal moves). The model is left fixed.
+
+    Raises
+    ------
+    DispatchError
+        The LP was not solved to optimality.
+    """
+    _fix_first(model, inputs, first)
+    return float(solve(model, time_limit_s=time_limit_s).objective)
 
 
 def deviations_from_plan(
@@ -646,7 +687,7 @@ def run_ecm(
                 settings,
                 previous_net_kwh if t == 0 else None,
             )
-            ch, dis, obj = solve_horizon(inputs, time_limit_s)
+            ch, dis, obj, model = plan_horizon(inputs, time_limit_s)
         except DispatchError:
             return Deviations.none(len(fleet.players)), "fallback_rule"
         net_fc = f_load[:, 0] - f_pv[:, 0]
@@ -656,13 +697,11 @@ def run_ecm(
             # what deviating now is worth to the plan: the same horizon with the rule's move
             # (on the forecast) fixed in the first interval, the rest re-optimised
             none = Deviations.none(len(fleet.players))
-            margin = settings.deviation_margin_fraction * float(
-                np.mean(inputs.import_price[0])
-            )
+            margin = settings.deviation_margin_fraction * float(np.mean(inputs.import_price[0]))
             try:
-                obj_rule = solve_horizon(
-                    inputs, time_limit_s, rule_step(net_fc, soc, fleet, none)
-                )[2]
+                obj_rule = first_move_objective(
+                    model, inputs, rule_step(net_fc, soc, fleet, none), time_limit_s
+                )
             except DispatchError:
                 return none, "optimised"
             if obj_rule - obj < margin * size:

@@ -591,7 +591,7 @@ def _boom(*args, **kwargs):
 
 def test_ecm_falls_back_to_rule_when_solver_fails(monkeypatch) -> None:
     fleet, load, pv, soc0, horizon = _day(with_pv=True)
-    monkeypatch.setattr(control, "solve_horizon", _boom)
+    monkeypatch.setattr(control, "plan_horizon", _boom)
     ecm = run_ecm(load, pv, fleet, soc0, horizon, _perfect(load, pv), OBJ)
     rule = run_self_consumption(load, pv, fleet, soc0)
     assert list(ecm.mode) == ["fallback_rule"] * T
@@ -609,3 +609,27 @@ def test_perfect_foresight_falls_back_to_rule_when_solver_fails(monkeypatch) -> 
     assert list(pf.mode) == ["fallback_rule"] * T
     for name in ("charge", "discharge", "soc", "import_kwh", "export_kwh"):
         np.testing.assert_array_equal(getattr(pf, name), getattr(rule, name), err_msg=name)
+
+
+def test_first_move_objective_equals_a_fresh_solve_with_the_move_fixed() -> None:
+    """Re-solving the planned horizon with the rule's first move fixed is the same LP as
+    building it again with that move fixed (the real-time layer's deviation margin)."""
+    fleet, load, pv, soc0, horizon = _day(with_pv=True)
+    f_load, f_pv = load[:, :12], pv[:, :12]
+    inputs = control.horizon_inputs(
+        horizon.ts[:12],
+        fleet,
+        soc0,
+        f_load,
+        f_pv,
+        horizon.tariff_slice(0, 12),
+        OBJ,
+        None,
+    )
+    ch, dis, obj, model = control.plan_horizon(inputs)
+    first = control.rule_step(
+        f_load[:, 0] - f_pv[:, 0], soc0, fleet, control.Deviations.none(len(fleet.players))
+    )
+    fresh = control.solve_horizon(inputs, 30.0, first)[2]
+    assert control.first_move_objective(model, inputs, first) == pytest.approx(fresh, abs=1e-9)
+    assert fresh >= obj - 1e-9  # fixing a move cannot beat the free optimum
