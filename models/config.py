@@ -361,6 +361,12 @@ class ForecastSettings(_Strict):
         ge=7,
         description="a challenger replaces the baseline only over a window this long [d]",
     )
+    champion_margin: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="a challenger must beat the best naive by this share on pinball and MAE [-]",
+    )
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     lightgbm_trees: int = Field(default=150, ge=10)
     holiday_country: str | None = Field(

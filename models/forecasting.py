@@ -71,6 +71,8 @@ class ForecastSpec:
     retrain_every_days: int = 7
     calibration_days: int = 28
     champion_min_days: int = 28
+    champion_margin: float = 0.02
+    """a challenger must beat the best naive by this share on both pinball loss and MAE"""
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     models: tuple[str, ...] = ("seasonal_naive", "lightgbm")
     lightgbm_trees: int = 150
@@ -575,8 +577,9 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
 
 
 def _champion(met: dict[str, dict[str, float]], n_days: int, spec: ForecastSpec) -> str:
-    """The naive baseline with the lowest window pinball loss, unless a challenger beats it on
-    both pinball loss and MAE over a window of at least ``champion_min_days`` days."""
+    """The naive baseline with the lowest window pinball loss, unless a challenger beats it by
+    ``champion_margin`` on both pinball loss and MAE over a window of at least
+    ``champion_min_days`` days (the margin keeps day-to-day noise from switching models)."""
     naive = [m for m in NAIVE.get(spec.target, (BASELINE,)) if m in met] or [BASELINE]
     best = (
         min(naive, key=lambda m: (met[m]["pinball"], m != BASELINE))
@@ -588,7 +591,9 @@ def _champion(met: dict[str, dict[str, float]], n_days: int, spec: ForecastSpec)
     wins = [
         m
         for m, v in met.items()
-        if m not in naive and v["pinball"] < met[best]["pinball"] and v["mae"] < met[best]["mae"]
+        if m not in naive
+        and v["pinball"] < (1 - spec.champion_margin) * met[best]["pinball"]
+        and v["mae"] < (1 - spec.champion_margin) * met[best]["mae"]
     ]
     return min(wins, key=lambda m: met[m]["pinball"]) if wins else best
 
@@ -862,6 +867,7 @@ def spec_for(target: str, config: Any) -> ForecastSpec:
         retrain_every_days=f.retrain_every_days,
         calibration_days=f.calibration_days,
         champion_min_days=f.champion_min_days,
+        champion_margin=f.champion_margin,
         quantiles=f.quantiles,
         lightgbm_trees=f.lightgbm_trees,
         latitude=c.latitude,
