@@ -10,6 +10,7 @@ The scores compare every model, the ensemble and the daily champion with the nai
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import issue_time
-from models.forecasters import NAIVE, TARGET_MODELS, mae, qcol, rmse, score
+from models.forecasters import NAIVE, TARGET_MODELS, mae, rmse, score
 from models.forecasting import (
     ModelCache,
     calibrate,
@@ -121,7 +122,7 @@ def run_backtest(
         t0 = time.perf_counter()
         spec = spec_for(target, config)
         chosen = tuple(dict.fromkeys([*NAIVE[target], *(models or TARGET_MODELS[target])]))
-        spec = type(spec)(**{**spec.__dict__, "models": chosen})
+        spec = dataclasses.replace(spec, models=chosen)
         lead = [start - dt.timedelta(days=k) for k in range(spec.calibration_days, 0, -1)]
         hist = actuals.loc[actuals["target"] == target, ["unique_id", "ts", "y"]]
         rf = rolling_forecasts(
@@ -195,8 +196,3 @@ def score_forecasts(fc: pd.DataFrame, target: str, quantiles: tuple[float, ...])
     with np.errstate(divide="ignore", invalid="ignore"):
         m["skill_mae"] = 1.0 - m["mae"] / m["best_naive_mae"]
     return m.drop(columns="best_naive_mae")
-
-
-def coverage_columns(quantiles: tuple[float, ...]) -> tuple[str, str]:
-    """The outer quantile columns."""
-    return qcol(min(quantiles)), qcol(max(quantiles))

@@ -16,6 +16,7 @@ being forecast).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -166,12 +167,17 @@ def holiday_calendar(
 
     Holidays are published years ahead, so they are known at every issue time.
     """
-    out = set(extra)
-    if country:
-        import holidays
+    return sorted(set(extra) | _public_holidays(country, subdiv, tuple(years)))
 
-        out |= set(holidays.country_holidays(country, subdiv=subdiv, years=list(years)))
-    return sorted(out)
+
+@functools.lru_cache(maxsize=16)
+def _public_holidays(country: str | None, subdiv: str | None, years: tuple[int, ...]) -> set:
+    """The ``holidays`` package's calendar, computed once per community and years."""
+    if not country:
+        return set()
+    import holidays
+
+    return set(holidays.country_holidays(country, subdiv=subdiv, years=list(years)))
 
 
 def issue_time(day: dt.date, tz: str) -> pd.Timestamp:

@@ -690,8 +690,8 @@ def forecast_target(
     hist = history[history["ts"] < issue]
     days = [day - dt.timedelta(days=k) for k in range(spec.calibration_days, -1, -1)]
     rf = rolling_forecasts(hist, days, spec, weather=weather, scale=scale, cache=cache)
+    first_known = pd.Timestamp(hist["ts"].min()).tz_convert(spec.tz).date()
     if day not in set(rf.raw["day"]):
-        first_known = pd.Timestamp(hist["ts"].min()).tz_convert(spec.tz).date()
         raise InsufficientHistoryError(
             f"{spec.target}: forecasting {day} needs more history; the first known day is "
             f"{first_known} and the first usable day is {first_usable_day(first_known, spec)}."
@@ -699,7 +699,6 @@ def forecast_target(
     try:
         cal = calibrate(rf.raw, [day], spec)
     except InsufficientHistoryError as err:
-        first_known = pd.Timestamp(hist["ts"].min()).tz_convert(spec.tz).date()
         raise InsufficientHistoryError(
             f"{err}; the first usable day is {first_usable_day(first_known, spec)}"
         ) from err
@@ -757,18 +756,8 @@ def conformal_offset(
     # rows that are trivially right (PV at night: zero forecast, zero output) say nothing
     trivial = (np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9)
     keep = np.isfinite(e) & ~trivial
-    e = e[keep]
-    if len(e) < 10:
-        return 0.0
-    if weights is None:
-        k = min(1.0, np.ceil((len(e) + 1) * level) / len(e))
-        return float(np.quantile(e, k, method="higher"))
-    w = np.asarray(weights, dtype=float)[keep]
-    n_eff = w.sum() ** 2 / (w**2).sum()
-    k = min(1.0, level * (n_eff + 1) / n_eff)
-    order = np.argsort(e)
-    cum = np.cumsum(w[order]) / w.sum()
-    return float(e[order][min(np.searchsorted(cum, k - 1e-12), len(e) - 1)])
+    w = None if weights is None else np.asarray(weights, dtype=float)[keep]
+    return _conformal_quantile(e[keep], level, w)
 
 
 def widen(
@@ -811,9 +800,10 @@ def conformal_offsets(
     y = backtest["y"].to_numpy(dtype=float)
     lo_v, hi_v = backtest[lo].to_numpy(float), backtest[hi].to_numpy(float)
     out = []
+    informative = ~((np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9))
     for side in ("lo", "hi"):
         e = (lo_v - y) if side == "lo" else (y - hi_v)
-        keep = ~((np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9))
+        keep = informative
         ev = (e / np.where(scale > 0, scale, 1.0))[keep & np.isfinite(e)]
         wv = None if weights is None else np.asarray(weights, float)[keep & np.isfinite(e)]
         out.append(_conformal_quantile(ev, tail, wv))
@@ -831,21 +821,6 @@ def _conformal_quantile(e: np.ndarray, level: float, w: np.ndarray | None) -> fl
     order = np.argsort(e)
     cum = np.cumsum(w[order]) / w.sum()
     return float(e[order][min(np.searchsorted(cum, k - 1e-12), len(e) - 1)])
-
-
-def _bounds(d: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    from models.timeutil import day_bounds_utc
-
-    return day_bounds_utc(d, tz)
-
-
-def _denorm(pred: pd.DataFrame, scale: np.ndarray) -> pd.DataFrame:
-    return pred.mul(scale, axis=0)
-
-
-def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
-    """Column names of the quantile levels."""
-    return [qcol(q) for q in quantiles]
 
 
 TARGETS = ("load", "pv", "price")
