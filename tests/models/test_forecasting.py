@@ -355,6 +355,48 @@ def test_asymmetric_conformal_narrows_only_the_side_that_is_too_wide():
     assert hi_w < hi_u
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    dark_share=st.floats(0.1, 0.5),
+    upper_too_wide=st.floats(0.5, 3.0),
+)
+def test_conformal_offsets_calibrate_the_issued_band_of_a_target_with_zeros(
+    seed: int, dark_share: float, upper_too_wide: float
+) -> None:
+    """PV-like rows: nights (all zero), dawn and dusk hours that produce exactly zero under a
+    zero lower band, and an upper band too wide. The band widen() issues covers 80 % of the
+    rows score() counts, not 80 % of the rows that can miss."""
+    from models.forecasters import score
+    from models.forecasting import conformal_offsets, widen
+
+    rng = np.random.default_rng(seed)
+    n = 6000
+    kind = rng.choice(3, n, p=[0.3, dark_share * 0.7, (1 - dark_share) * 0.7])
+    level = rng.uniform(0.2, 3.0, n)
+    y = np.where(kind == 2, level * rng.lognormal(0.0, 0.5, n), 0.0)
+    y = np.where((kind == 1) & (rng.random(n) < 0.2), rng.uniform(0, 0.05, n), y)
+    q50 = np.where(kind == 2, level, 0.0)
+    bt = pd.DataFrame(
+        {
+            "y": y,
+            "q10": np.where(kind == 2, 0.6 * level, 0.0),
+            "q50": q50,
+            "q90": np.where(
+                kind == 0,
+                0.0,
+                np.where(kind == 1, rng.uniform(0.02, 0.3, n), level * upper_too_wide * 2),
+            ),
+        }
+    )
+    bt["point"] = bt["q50"]
+    scale = np.full(n, 1.0)
+    off = conformal_offsets(bt, "q10", "q90", scale, 0.8, nonnegative=True)
+    out = widen(bt, off, scale, "q10", "q90", nonnegative=True)
+    cover = score(out.assign(y=bt["y"]), (0.1, 0.5, 0.9))["coverage_80"]
+    assert 0.785 <= cover <= 0.815
+
+
 def test_lags_are_the_values_exactly_k_days_before_even_across_gaps_and_dst():
     rng = np.random.default_rng(3)
     ts = pd.date_range("2016-10-01", "2016-11-10", freq="h", tz="UTC")
