@@ -530,9 +530,7 @@ def calibrate(raw: pd.DataFrame, days: list[dt.date], spec: ForecastSpec) -> Cal
             wframe = pd.DataFrame(arr[win], columns=vcols).assign(y=y[win])
             met = score(wframe, spec.quantiles)
             offset = (
-                conformal_offsets(
-                    wframe, lo, hi, sc[win], level, age_w, spec.nonnegative
-                )
+                conformal_offsets(wframe, lo, hi, sc[win], level, age_w, spec.nonnegative)
                 if spec.conformal and len(spec.quantiles) > 1
                 else (0.0, 0.0)
             )
