@@ -583,20 +583,52 @@ def load_config(path: str | Path) -> CommunityConfig:
 
     If the file names a ``master_data_file`` (an Excel workbook), members are read from it
     (see :func:`read_master_data_excel`) instead of the ``members`` list.
+
+    A daily run asks for the configuration in every step: the validated result is kept per
+    process and returned as a deep copy while neither the file nor its workbook changed
+    (size and modification time), so an edit is seen at the next call.
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        key = _file_key(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    hit = _CONFIG_CACHE.get(key)
+    if hit is not None and all(_same_file(p, k) for p, k in hit[1]):
+        return hit[0].model_copy(deep=True)
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the configuration must be a mapping")
     raw["base_dir"] = str(path.parent.resolve())
     master = raw.pop("master_data_file", None)
+    deps: list[tuple[Path, tuple]] = []
     if master is not None:
         xl = Path(master) if Path(master).is_absolute() else path.parent / master
         raw["members"] = read_master_data_excel(xl)
-    return parse_config(raw, source=str(path))
+        deps.append((xl, _file_key(xl)))
+    cfg = parse_config(raw, source=str(path))
+    _CONFIG_CACHE.clear()  # one community per process in practice; never grows
+    _CONFIG_CACHE[key] = (cfg, deps)
+    return cfg.model_copy(deep=True)
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CONFIG_CACHE: dict[tuple, tuple[CommunityConfig, list[tuple[Path, tuple]]]] = {}
+
+
+def _file_key(path: Path) -> tuple:
+    st = path.resolve().stat()
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _same_file(path: Path, key: tuple) -> bool:
+    try:
+        return _file_key(path) == key
+    except OSError:
+        return False
 
 
 MASTER_DATA_SHEETS = {

@@ -70,21 +70,15 @@ class Warehouse:
         transaction with the rest of the migration.
         """
         with self.connect() as con:
+            if _missing_columns(con) == set():
+                return  # the usual case: one catalogue query, no DDL
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in TABLES.values():
                     con.execute(table.ddl())
-                    have = {
-                        r[0]
-                        for r in con.execute(
-                            "SELECT column_name FROM information_schema.columns "
-                            "WHERE table_name = ?",
-                            [table.name],
-                        ).fetchall()
-                    }
-                    for c in table.columns:
-                        if c.name not in have:
-                            con.execute(f'ALTER TABLE {table.name} ADD COLUMN "{c.name}" {c.sql}')
+                for table_name, column in sorted(_missing_columns(con)):
+                    c = next(x for x in TABLES[table_name].columns if x.name == column)
+                    con.execute(f'ALTER TABLE {table_name} ADD COLUMN "{c.name}" {c.sql}')
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -366,3 +360,15 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(df[col].dtype, pd.DatetimeTZDtype):
             df[col] = df[col].dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     return df
+
+
+def _missing_columns(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(table, column) pairs of :data:`TABLES` absent from the warehouse (all of an absent
+    table's)."""
+    have = set(
+        con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main'"
+        ).fetchall()
+    )
+    return {(t.name, c.name) for t in TABLES.values() for c in t.columns} - have

@@ -55,6 +55,7 @@ from optimisation.dispatch import (
     DispatchInputs,
     build_model,
     extract_results,
+    resolve_with_fixed,
     solve,
 )
 
@@ -504,7 +505,7 @@ def plan_horizon(
     :func:`first_move_objective`)."""
     model = build_model(inputs)
     _fix_first(model, inputs, first)
-    report = solve(model, time_limit_s=time_limit_s)
+    report = solve(model, time_limit_s=time_limit_s, keep_solver=first is None)
     plan = extract_results(model, inputs)
     plan = plan[plan["scenario"] == "s0"]
     p_n, h = len(inputs.players), inputs.n_intervals
@@ -537,14 +538,27 @@ def first_move_objective(
     """Objective [currency] of a solved horizon ``model`` (from :func:`plan_horizon` on
     ``inputs``) re-solved with the first interval's moves fixed to ``first`` [kWh].
 
-    The same LP as building it again with those moves fixed, without the build; only the
-    objective is read (it is unique, unlike the optimal moves). The model is left fixed.
+    The same LP as building it again with those moves fixed, without the build: the kept
+    HiGHS model (see :func:`~optimisation.dispatch.resolve_with_fixed`) is re-solved warm
+    with the moves' columns fixed; only the objective is read (it is unique, unlike the
+    optimal moves). Where that is not possible the Pyomo model is fixed and solved again.
 
     Raises
     ------
     DispatchError
         The LP was not solved to optimality.
     """
+    if hasattr(model, "charge"):
+        t0 = next(iter(model.T))
+        fixed = [
+            (var[p, t0], float(x[i]))
+            for i, p in enumerate(inputs.players)
+            if p in inputs.batteries
+            for var, x in ((model.charge, first[0]), (model.discharge, first[1]))
+        ]
+        obj = resolve_with_fixed(model, fixed, time_limit_s)
+        if obj is not None:
+            return obj
     _fix_first(model, inputs, first)
     return float(solve(model, time_limit_s=time_limit_s).objective)
 
