@@ -585,8 +585,8 @@ def load_config(path: str | Path) -> CommunityConfig:
     (see :func:`read_master_data_excel`) instead of the ``members`` list.
 
     A daily run asks for the configuration in every step: the validated result is kept per
-    process and returned as a deep copy while neither the file nor its workbook changed
-    (size and modification time), so an edit is seen at the next call.
+    process (it is frozen) and returned again while neither the file nor its workbook
+    changed (size, modification time, inode), so an edit is seen at the next call.
     """
     path = Path(path)
     try:
@@ -595,7 +595,7 @@ def load_config(path: str | Path) -> CommunityConfig:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
     hit = _CONFIG_CACHE.get(key)
     if hit is not None and all(_same_file(p, k) for p, k in hit[1]):
-        return hit[0].model_copy(deep=True)
+        return hit[0]
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, yaml.YAMLError) as exc:
@@ -612,7 +612,7 @@ def load_config(path: str | Path) -> CommunityConfig:
     cfg = parse_config(raw, source=str(path))
     _CONFIG_CACHE.clear()  # one community per process in practice; never grows
     _CONFIG_CACHE[key] = (cfg, deps)
-    return cfg.model_copy(deep=True)
+    return cfg
 
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
