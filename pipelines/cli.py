@@ -629,6 +629,31 @@ def bill(
     console.print(f"  export: {out / f'billing_{month}.csv'} and billing_{month}.json")
 
 
+@app.command("synth-community")
+def synth_community_cmd(
+    members: int = typer.Option(..., "--members", help="members, 1 to 5000"),
+    out: Path = typer.Option(..., "--out", help="folder to write (config and inbox)"),
+    interval_minutes: int = typer.Option(60, "--interval-minutes", help="60 or 15"),
+    days: int = typer.Option(150, "--days", help="days of data, ending 2017-07-31"),
+    seed: int = typer.Option(0, "--seed", help="seed of every draw"),
+) -> None:
+    """Write a synthetic community of N members built from the CityLearn homes (documented
+    noise, time shifts, PV and battery sizes; see models/synth.py) for scale work."""
+    from models.synth import SynthError, synth_community
+
+    try:
+        with console.status(f"writing {members} members ..."):
+            s = synth_community(members, out, interval_minutes, days, seed)
+    except SynthError as err:
+        console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]{s.members} members[/green], {s.interval_minutes}-minute meters, "
+        f"{s.first_day}..{s.last_day}: {s.meter_rows:,} readings in {len(s.files)} files"
+    )
+    console.print(f"Run it: ECM_CONFIG={s.config.resolve()} ecm run --date {s.last_day}")
+
+
 @bench_app.command("allocation")
 def bench_allocation_cmd(
     players: int = typer.Option(..., "--players", help="number of players"),
