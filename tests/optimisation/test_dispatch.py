@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
 
+import optimisation.dispatch as dispatch
 from optimisation.dispatch import (
     EXPECTED_SCENARIO,
     HIGHS_OPTIONS,
@@ -528,9 +529,10 @@ def _structure_inputs(incentive: float, with_battery: bool) -> DispatchInputs:
     ("incentive", "with_battery", "components", "n_vars", "n_cons"),
     [
         # S=2, P=3, B=1, T=4: battery 3*B*T=12, grid 2*S*P*T=48, shared S*T=8
-        # cons: soc_balance B*T=4, soc_end B=1, balance S*P*T=24, caps 2*S*B*T=16, share 2*S*T=16
-        (0.1, True, {"charge", "discharge", "soc", "grid_import", "grid_export", "shared"}, 68, 61),
-        (0.0, True, {"charge", "discharge", "soc", "grid_import", "grid_export"}, 60, 45),
+        # cons: soc_balance B*T=4, soc_end B=1, balance S*P*T=24, share 2*S*T=16; no physical
+        # caps (2*S*B*T=16): simultaneous flows cost 0.25 - incentive > 0, so they are implied
+        (0.1, True, {"charge", "discharge", "soc", "grid_import", "grid_export", "shared"}, 68, 45),
+        (0.0, True, {"charge", "discharge", "soc", "grid_import", "grid_export"}, 60, 29),
         (0.1, False, {"grid_import", "grid_export", "shared"}, 56, 40),
         (0.0, False, {"grid_import", "grid_export"}, 48, 24),
     ],
@@ -547,7 +549,7 @@ def test_model_structure(
     if with_battery:
         assert model.charge.index_set().dimen == 2 and len(model.charge) == 4
         assert model.soc.index_set().dimen == 2
-        assert model.import_cap.index_set().dimen == 3 and len(model.import_cap) == 8
+        assert not hasattr(model, "import_cap")
     assert model.grid_import.index_set().dimen == 3
     for comp in model.component_objects((pyo.Var, pyo.Constraint, pyo.Objective, pyo.Set)):
         if comp.parent_component() is comp and not comp.local_name.endswith("_index"):
@@ -555,6 +557,74 @@ def test_model_structure(
     # players without a battery carry their physical caps as variable bounds
     assert model.grid_import[0, "M01", 0].ub == 1.0
     assert model.grid_export[0, "M01", 0].ub == 1.0
+
+
+@pytest.mark.parametrize(
+    ("incentive", "probabilities", "caps"),
+    [
+        (0.1, [0.5, 0.5], False),  # spread 0.25 > incentive: implied
+        (0.3, [0.5, 0.5], True),  # simultaneous flows could pay: kept (with the binaries)
+        (0.1, [1.0, 0.0], True),  # a scenario without weight: its flows cost nothing
+    ],
+)
+def test_physical_caps_are_built_only_where_they_can_bind(
+    incentive: float, probabilities: list[float], caps: bool
+) -> None:
+    inputs = _structure_inputs(incentive, True)
+    inputs = _inputs(
+        inputs.load_kwh,
+        inputs.pv_kwh,
+        inputs.import_price,
+        inputs.export_price,
+        players=inputs.players,
+        batteries=dict(inputs.batteries),
+        probabilities=probabilities,
+        incentive=incentive,
+    )
+    model = build_model(inputs)
+    assert hasattr(model, "import_cap") == caps
+    if caps:
+        assert model.import_cap.index_set().dimen == 3 and len(model.import_cap) == 8
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    incentive=st.floats(0.0, 0.13),
+    n_players=st.integers(2, 5),
+)
+def test_leaving_out_implied_caps_keeps_the_optimum_and_the_caps_hold(
+    seed: int, incentive: float, n_players: int
+) -> None:
+    """Without the caps (simultaneous flows cost at least 0.02 per kWh here) the optimal
+    objective is the capped model's, and the optimal flows meet the caps anyway."""
+    rng = np.random.default_rng(seed)
+    s_n, t_n = 3, 8
+    players = tuple(f"M{i}" for i in range(n_players))
+    inputs = _inputs(
+        rng.gamma(2.0, 0.6, (s_n, n_players, t_n)),
+        rng.uniform(0, 3, (s_n, n_players, t_n)) * (rng.random((1, n_players, 1)) < 0.7),
+        rng.uniform(0.2, 0.5, (s_n, t_n)),
+        rng.uniform(0.0, 0.05, (s_n, t_n)),
+        players=players,
+        batteries={p: BatterySpec(6.0, 3.0, 0.9) for p in players[: n_players - 1]},
+        probabilities=list(rng.dirichlet(np.ones(s_n))),
+        incentive=incentive,
+    )
+    lean = build_model(inputs)
+    assert not hasattr(lean, "import_cap")
+    rep = solve(lean)
+    capped = build_model(inputs)
+    dispatch._define_physical_caps(
+        capped, dataclasses.replace(dispatch._ModelData.from_inputs(inputs), physical_caps=True)
+    )
+    assert solve(capped).objective == pytest.approx(rep.objective, abs=1e-7)
+    for (s, b, t), v in lean.grid_import.items():
+        if b in inputs.batteries:
+            load = inputs.load_kwh[s, players.index(b), t]
+            pv = inputs.pv_kwh[s, players.index(b), t]
+            assert v.value - lean.charge[b, t].value <= load + 1e-6
+            assert lean.grid_export[s, b, t].value - lean.discharge[b, t].value <= pv + 1e-6
 
 
 # --------------------------------------------------------------------------------------------
