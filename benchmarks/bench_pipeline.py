@@ -18,29 +18,7 @@ from models.config import load_config
 from models.forecasting import forecast_community
 from models.timeutil import day_bounds_utc
 from optimisation.allocation import coalition_values, shapley_exact
-from optimisation.dispatch import BatterySpec, DispatchInputs, build_model, solve
-
-
-def dispatch_case(n_players: int, n_scen: int, n_t: int = 24, seed: int = 0) -> DispatchInputs:
-    rng = np.random.default_rng(seed)
-    hours = np.arange(n_t)
-    sun = np.clip(np.sin((hours - 6) / 12 * np.pi), 0, None)
-    load = rng.gamma(2.0, 0.5, (n_scen, n_players, n_t))
-    pv = sun[None, None, :] * rng.uniform(2, 4, (n_scen, n_players, 1))
-    price = np.where((hours >= 16) & (hours < 21), 0.54, 0.22)[None, :].repeat(n_scen, 0)
-    bats = {f"P{i}": BatterySpec(6.4, 5.0, 0.9) for i in range(n_players)}
-    return DispatchInputs(
-        ts=tuple(pd.date_range("2017-06-14 07:00", periods=n_t, freq="h", tz="UTC")),
-        interval_hours=1.0,
-        players=tuple(bats),
-        batteries=bats,
-        load_kwh=load,
-        pv_kwh=pv,
-        import_price=price,
-        export_price=np.full((n_scen, n_t), 0.05),
-        probabilities=np.full(n_scen, 1 / n_scen),
-        incentive_per_kwh=0.10,
-    )
+from optimisation.benchmarks import bench_dispatch
 
 
 def main() -> None:
@@ -48,19 +26,14 @@ def main() -> None:
     t = Table(title="ECM benchmarks (this machine)")
     for c in ("stage", "size", "build [s]", "solve/compute [s]", "detail"):
         t.add_column(c)
-    for n_p, n_s in ((18, 8), (100, 8), (1000, 8)):
-        inp = dispatch_case(n_p, n_s)
-        t0 = time.perf_counter()
-        m = build_model(inp)
-        t1 = time.perf_counter()
-        rep = solve(m, time_limit_s=600)
-        t2 = time.perf_counter()
+    for n_p, n_t, n_s in ((18, 24, 8), (200, 96, 10), (1000, 24, 8), (1000, 96, 10)):
+        r = bench_dispatch(n_p, n_t, n_s)
         t.add_row(
             "dispatch LP",
-            f"{n_p} players x {n_s} scen x 24 h",
-            f"{t1 - t0:.2f}",
-            f"{t2 - t1:.2f}",
-            f"{rep.n_variables} vars, {rep.termination_condition}",
+            f"{n_p} members x {n_s} scen x {n_t} intervals",
+            f"{r['build_s']:.2f}",
+            f"{r['solve_s']:.2f}",
+            f"{r['variables']:,} vars, {r['constraints']:,} rows, {r['status']}",
         )
     rng = np.random.default_rng(1)
     for n in (12, 16, 18):

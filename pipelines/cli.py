@@ -654,6 +654,25 @@ def synth_community_cmd(
     console.print(f"Run it: ECM_CONFIG={s.config.resolve()} ecm run --date {s.last_day}")
 
 
+@bench_app.command("dispatch")
+def bench_dispatch_cmd(
+    members: int = typer.Option(..., "--members", help="members, each with a battery"),
+    intervals: int = typer.Option(96, "--intervals", help="intervals in the day"),
+    scenarios: int = typer.Option(10, "--scenarios", help="load and PV scenarios"),
+    seed: int = typer.Option(0, "--seed", help="seed of the synthetic problem"),
+) -> None:
+    """Build and solve a synthetic day-ahead dispatch LP (optimisation/benchmarks.py); print
+    members, intervals, scenarios, variables, constraints, build_s, solve_s, total_s, status
+    and objective as one JSON line."""
+    import json
+
+    from optimisation.benchmarks import bench_dispatch
+
+    if min(members, intervals, scenarios) < 1:
+        raise typer.BadParameter("--members, --intervals and --scenarios must be at least 1")
+    print(json.dumps(bench_dispatch(members, intervals, scenarios, seed)))
+
+
 @bench_app.command("allocation")
 def bench_allocation_cmd(
     players: int = typer.Option(..., "--players", help="number of players"),

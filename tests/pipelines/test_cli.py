@@ -84,6 +84,35 @@ def test_init_creates_a_community_the_cli_then_works_on(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
 
 
+def test_bench_dispatch_prints_one_json_line_with_the_lp_size():
+    import json
+
+    r = runner.invoke(
+        app, ["bench", "dispatch", "--members", "6", "--intervals", "12", "--scenarios", "3"]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert set(out) >= {
+        "members",
+        "intervals",
+        "scenarios",
+        "variables",
+        "build_s",
+        "solve_s",
+        "total_s",
+        "status",
+        "objective",
+    }
+    p, t, s = 6, 12, 3
+    # battery charge, discharge, SoC per member and interval; import and export per
+    # scenario, member and interval; shared energy per scenario and interval
+    assert out["variables"] == 3 * p * t + 2 * s * p * t + s * t
+    assert out["status"] == "optimal" and out["objective"] is not None
+    assert out["total_s"] == pytest.approx(out["build_s"] + out["solve_s"], abs=0.02)
+    r = runner.invoke(app, ["bench", "dispatch", "--members", "0"])
+    assert r.exit_code != 0
+
+
 def test_bench_allocation_prints_one_json_line():
     import json
 
