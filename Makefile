@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench bench-evaluation dev clean
+.PHONY: demo test test-slow test-postgres lint bench bench-evaluation dev clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The Dagster instance on PostgreSQL: installs (Debian package) and starts a local server if
+# none is running, then runs a daily run end to end against it.
+test-postgres: $(STAMP)
+	ECM_DAGSTER_PG_URL="$$(bash scripts/postgres_up.sh)" $(BIN)/python -m pytest -q -m postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,11 +42,31 @@ def _prepare_home() -> Path:
     home = ecm_home()
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if not (dagster_home / "dagster.yaml").exists():
-        shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    _select_instance(dagster_home / "dagster.yaml")
     os.environ["ECM_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return home
+
+
+INSTANCE_TEMPLATES = {"sqlite": REPO / "dagster.yaml", "postgres": REPO / "dagster.postgres.yaml"}
+"""The Dagster instance configurations ECM ships: SQLite under $ECM_HOME/dagster, or
+PostgreSQL when ``ECM_DAGSTER_PG_URL`` is set."""
+
+
+def _select_instance(target: Path) -> None:
+    """Write the instance configuration the environment selects to ``target``.
+
+    PostgreSQL when ``ECM_DAGSTER_PG_URL`` is set, else SQLite. A configuration the operator
+    edited (one that is neither template) is left as it is.
+    """
+    want = INSTANCE_TEMPLATES["postgres" if os.environ.get("ECM_DAGSTER_PG_URL") else "sqlite"]
+    if target.exists():
+        have = target.read_bytes()
+        if have == want.read_bytes():
+            return
+        if all(have != t.read_bytes() for t in INSTANCE_TEMPLATES.values()):
+            return  # the operator's own configuration
+    shutil.copy(want, target)
 
 
 def _parse_day(value: str) -> dt.date:

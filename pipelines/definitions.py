@@ -52,6 +52,7 @@ bill_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("monthly_bills"),
     partitions_def=monthly_partitions,
     description="The month's member statements (HTML, PDF) and billing export (CSV, JSON).",
+    tags={"ecm/job": "bill"},  # one at a time (run_queue.tag_concurrency_limits)
 )
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
@@ -81,6 +82,9 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[daily_job, evaluate_job, ingest_job, bill_job],
     schedules=[daily_schedule],
+    # runs launched by the schedule or the UI execute their steps in subprocesses, two at
+    # a time (the CLI's runs execute in process)
+    executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     resources={
         "ecm": EcmResource(),
         "weather_source": _weather_source(),

@@ -84,6 +84,24 @@ def test_init_creates_a_community_the_cli_then_works_on(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
 
 
+def test_the_environment_selects_the_dagster_instance(tmp_path, monkeypatch):
+    from pipelines.cli import INSTANCE_TEMPLATES, _select_instance
+
+    target = tmp_path / "dagster.yaml"
+    monkeypatch.delenv("ECM_DAGSTER_PG_URL", raising=False)
+    _select_instance(target)
+    assert target.read_bytes() == INSTANCE_TEMPLATES["sqlite"].read_bytes()
+    monkeypatch.setenv("ECM_DAGSTER_PG_URL", "postgresql://u:p@localhost:5432/d")
+    _select_instance(target)  # the environment now selects PostgreSQL: switched
+    assert target.read_bytes() == INSTANCE_TEMPLATES["postgres"].read_bytes()
+    target.write_text("telemetry:\n  enabled: false\n")  # the operator's own
+    _select_instance(target)
+    assert target.read_text() == "telemetry:\n  enabled: false\n"
+    monkeypatch.delenv("ECM_DAGSTER_PG_URL")
+    _select_instance(target)
+    assert target.read_text() == "telemetry:\n  enabled: false\n"
+
+
 def test_bench_dispatch_prints_one_json_line_with_the_lp_size():
     import json
 
