@@ -11,7 +11,7 @@ from dagster import AssetKey
 
 from assets.forecast import scenarios
 from assets.ingest import meter_readings, prices
-from assets.partitions import daily_partitions
+from assets.partitions import daily_partitions, previous_day
 from assets.queries import export_prices
 from assets.resources import EcmResource
 from models.config import Battery, CommunityConfig
@@ -126,7 +126,7 @@ def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
     partitions_def=daily_partitions,
     kinds={"pyomo", "highs", "duckdb"},
     group_name="plan",
-    deps=[scenarios, prices],
+    deps=[scenarios, prices, previous_day("realised_flows")],
 )
 def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Two-stage stochastic battery plan (Pyomo + HiGHS): batteries decided once, grid flows

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from assets.ingest import meter_readings, prices
-from assets.partitions import daily_partitions
+from assets.partitions import daily_partitions, previous_day
 from assets.queries import series_map
 from assets.resources import EcmResource
 from models.config import CommunityConfig
@@ -268,7 +268,7 @@ def carried_state(
     specs=[
         dg.AssetSpec(
             "realised_flows",
-            deps=[meter_readings, prices],
+            deps=[meter_readings, prices, previous_day("realised_flows")],
             group_name="evaluate",
             kinds={"pyomo", "highs", "duckdb"},
             description="The metered day replayed under no battery, the self-consumption rule, "

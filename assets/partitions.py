@@ -34,3 +34,23 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     timezone=_community.timezone,
 )
 """One partition per calendar month (billing); the key is the month's first day."""
+
+PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+"""A day's dependency on the day before it: the state of charge carried by the real-time
+layer (``realised_flows``) and the previous day's forecasts checked by ``anomalies``.
+
+Declared on the assets (``AssetDep(..., partition_mapping=PREVIOUS_DAY)``), so the asset graph
+says that days are not independent: a Dagster backfill runs such an asset's days in order, and
+``ecm backfill --workers K`` schedules by the same rules."""
+
+
+def previous_day(key: str | dg.AssetKey) -> dg.AssetDep:
+    """Dependency on the previous day's partition of asset ``key``."""
+    return dg.AssetDep(key, partition_mapping=PREVIOUS_DAY)
+
+
+def with_days_before(key: str | dg.AssetKey, days: int) -> dg.AssetDep:
+    """Dependency on a day of asset ``key`` and the ``days`` days before it."""
+    return dg.AssetDep(
+        key, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-days, end_offset=0)
+    )

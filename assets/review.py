@@ -11,7 +11,7 @@ import pandas as pd
 from assets.dispatch import allocations, dispatch_plan, plan_dir
 from assets.forecast import forecasts
 from assets.ingest import meter_readings
-from assets.partitions import daily_partitions
+from assets.partitions import daily_partitions, with_days_before
 from assets.queries import actuals
 from assets.resources import EcmResource
 from models.anomalies import forecast_anomalies, meter_anomalies
@@ -24,7 +24,7 @@ from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
     partitions_def=daily_partitions,
     kinds={"duckdb"},
     group_name="review",
-    deps=[meter_readings, forecasts],
+    deps=[meter_readings, with_days_before(forecasts.key, 1)],  # the previous day's misses
 )
 def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Flags on the day's meter data (gaps, spikes, flat-lines, negatives) and on the previous
@@ -122,7 +122,13 @@ def forecast_quality(wh: Any, cfg: Any, day: dt.date, fc: pd.DataFrame) -> pd.Da
     partitions_def=daily_partitions,
     kinds={"html"},
     group_name="review",
-    deps=[dispatch_plan, allocations, anomalies, forecasts, dg.AssetKey("evaluation")],
+    deps=[
+        dispatch_plan,
+        allocations,
+        anomalies,
+        with_days_before(forecasts.key, 28),  # the issued forecasts' coverage over 28 days
+        dg.AssetKey("evaluation"),
+    ],
 )
 def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """The operator's plan report and one statement per member, as HTML under reports/."""

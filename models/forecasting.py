@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class ModelCache:
             return
         path = self._path(target, name, origin, fingerprint)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per writer process
         with tmp.open("wb") as fh:
             pickle.dump(model, fh)
         tmp.replace(path)

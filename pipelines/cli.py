@@ -216,11 +216,25 @@ def demo(date: str = typer.Option(None, "--date", help="default: the configured 
 def backfill(
     start: str = typer.Option(..., "--start", help="first local day YYYY-MM-DD"),
     end: str = typer.Option(..., "--end", help="last local day YYYY-MM-DD (inclusive)"),
+    workers: int = typer.Option(
+        1, "--workers", help="worker processes (1 to the CPU count); see pipelines/backfill.py"
+    ),
 ) -> None:
-    """Materialise every day from START to END, with a progress bar."""
+    """Materialise every day from START to END, with a progress bar.
+
+    With --workers K > 1 each day runs as three stages (ingest, forecast, settle) in K
+    processes: ingest in day order, forecasts of different days side by side, settlement in
+    day order (each day carries the previous day's battery state). Same rows as one worker.
+    """
+    from pipelines.backfill import check_workers
+
     d0, d1 = _parse_day(start), _parse_day(end)
     if d1 < d0:
         raise typer.BadParameter("--end is before --start")
+    try:
+        check_workers(workers)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     _prepare_home()
     _check_day(d0)
     _check_day(d1)
@@ -228,7 +242,10 @@ def backfill(
     import pandas as pd
 
     since = pd.Timestamp.now(tz="UTC").floor("s")
-    failed = _run_days(days, "daily", "backfill")
+    if workers > 1:
+        failed = _run_days_parallel(days, workers)
+    else:
+        failed = _run_days(days, "daily", "backfill")
     _print_inbox(since)
     for day, errors in failed:
         console.print(f"[red]{day} failed:[/red] " + "; ".join(errors))
@@ -258,6 +275,26 @@ def _run_days(days: list[dt.date], job_name: str, label: str) -> list[tuple[dt.d
                 failed.append((day, errors))
             progress.advance(task)
     return failed
+
+
+def _run_days_parallel(days: list[dt.date], workers: int) -> list[tuple[dt.date, list[str]]]:
+    from pipelines.backfill import STAGES, backfill_parallel
+
+    with Progress(
+        TextColumn(f"[bold]backfill ({workers} workers)[/bold] {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("", total=len(days) * len(STAGES))
+
+        def done(task, ok):
+            progress.update(bar, description=f"{task.day} {task.stage}")
+            progress.advance(bar)
+
+        errors = backfill_parallel(days, workers, done)
+    return sorted(errors.items())
 
 
 @app.command()

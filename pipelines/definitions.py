@@ -47,6 +47,24 @@ ingest_job = dg.define_asset_job(
     "(and the history days before it).",
 )
 
+forecast_job = dg.define_asset_job(
+    "forecast",
+    selection=dg.AssetSelection.assets("forecasts", "scenarios"),
+    partitions_def=daily_partitions,
+    description="Forecasts and scenarios of one day from the stored data (a parallel "
+    "backfill's second stage; days are independent once ingested).",
+)
+
+settle_job = dg.define_asset_job(
+    "settle",
+    selection=dg.AssetSelection.assets(
+        "dispatch_plan", "realised_flows", "evaluation", "allocations", "anomalies", "reports"
+    ),
+    partitions_def=daily_partitions,
+    description="Plan, replay, settle, flag and report one day (a parallel backfill's third "
+    "stage; each day needs the previous day's realised state of charge).",
+)
+
 bill_job = dg.define_asset_job(
     "bill",
     selection=dg.AssetSelection.assets("monthly_bills"),
@@ -80,7 +98,7 @@ def _feed() -> dg.ConfigurableResource:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[daily_job, evaluate_job, ingest_job, bill_job],
+    jobs=[daily_job, evaluate_job, ingest_job, forecast_job, settle_job, bill_job],
     schedules=[daily_schedule],
     # runs launched by the schedule or the UI execute their steps in subprocesses, two at
     # a time (the CLI's runs execute in process)

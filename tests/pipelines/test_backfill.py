@@ -1,0 +1,113 @@
+"""Parallel backfill: the dependency rules of the scheduler, and a real run against one worker."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import threading
+
+import pytest
+
+from pipelines.backfill import STAGES, Task, check_workers, ready, run_parallel, skipped
+
+DAYS = [dt.date(2017, 6, 1) + dt.timedelta(days=i) for i in range(5)]
+
+
+def test_first_tasks_are_the_first_ingest_only() -> None:
+    assert ready(DAYS, {}, set()) == [Task(DAYS[0], "ingest")]
+
+
+def test_settle_goes_first_and_waits_for_the_previous_day() -> None:
+    finished = {Task(d, s): True for d in DAYS[:2] for s in ("ingest", "forecast")}
+    finished[Task(DAYS[0], "settle")] = True
+    got = ready(DAYS, finished, set())
+    assert got[0] == Task(DAYS[1], "settle")
+    assert Task(DAYS[2], "ingest") in got
+    # day 3 cannot settle before day 2 has; its forecast needs its ingest
+    assert Task(DAYS[2], "settle") not in got and Task(DAYS[2], "forecast") not in got
+
+
+def test_a_failed_stage_skips_the_rest_of_its_day_only() -> None:
+    finished = {Task(DAYS[0], "ingest"): True, Task(DAYS[0], "forecast"): False}
+    assert skipped(DAYS, finished) == {Task(DAYS[0], "settle")}
+    finished[Task(DAYS[1], "ingest")] = True
+    finished[Task(DAYS[1], "forecast")] = True
+    # day 2 settles although day 1 could not (it starts from the configured state of charge,
+    # as a sequential backfill would)
+    assert Task(DAYS[1], "settle") in ready(DAYS, finished, set())
+
+
+def _order_respected(log: list[tuple[str, dt.date, str]]) -> None:
+    """Every stage started only after its dependencies ended."""
+    ended: set[tuple[dt.date, str]] = set()
+    for event, day, stage in log:
+        if event == "end":
+            ended.add((day, stage))
+            continue
+        i = DAYS.index(day)
+        if stage == "ingest" and i:
+            assert (DAYS[i - 1], "ingest") in ended
+        if stage == "forecast":
+            assert (day, "ingest") in ended
+        if stage == "settle":
+            assert (day, "forecast") in ended
+            assert all((d, "forecast") in ended for d in DAYS[:i])
+            if i:
+                assert (DAYS[i - 1], "settle") in ended
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int) -> None:
+    log: list[tuple[str, dt.date, str]] = []
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    def run(stage: str, day: dt.date) -> tuple[bool, list[str]]:
+        with lock:
+            log.append(("start", day, stage))
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.002 * (1 + DAYS.index(day) % 3))
+        with lock:
+            running[0] -= 1
+            log.append(("end", day, stage))
+        return True, []
+
+    with cf.ThreadPoolExecutor(workers) as pool:
+        errors = run_parallel(DAYS, workers, pool, run)
+    assert errors == {}
+    assert sorted((d, s) for e, d, s in log if e == "end") == sorted(
+        (d, s) for d in DAYS for s in STAGES
+    )
+    assert peak[0] <= workers
+    _order_respected(log)
+
+
+def test_failures_are_reported_and_their_days_later_stages_skipped() -> None:
+    def run(stage: str, day: dt.date) -> tuple[bool, list[str]]:
+        if day == DAYS[1] and stage == "forecast":
+            return False, ["model exploded"]
+        if day == DAYS[3] and stage == "settle":
+            raise RuntimeError("worker died")
+        return True, []
+
+    ran: list[Task] = []
+    with cf.ThreadPoolExecutor(2) as pool:
+        errors = run_parallel(DAYS, 2, pool, run, lambda t, ok: ran.append(t))
+    assert errors == {
+        DAYS[1]: ["forecast: model exploded"],
+        DAYS[3]: ["settle: RuntimeError: worker died"],
+    }
+    assert Task(DAYS[1], "settle") not in ran
+    assert Task(DAYS[4], "settle") in ran  # the next day still settles
+
+
+def test_worker_counts_outside_one_to_the_cpus_are_refused(monkeypatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    check_workers(1)
+    check_workers(2)
+    with pytest.raises(ValueError, match="at least 1"):
+        check_workers(0)
+    with pytest.raises(ValueError, match="above this machine's 2 CPUs"):
+        check_workers(3)
