@@ -209,9 +209,6 @@ def day_data(wh: Warehouse, cfg: CommunityConfig, day: dt.date, fleet: Fleet) ->
             cfg.resolve(cfg.tariffs.carbon_intensity_source), grid[0], grid[-1] + step
         )
         ci = s.reindex(grid).ffill().bfill().fillna(0.0).to_numpy(dtype=float)
-    la_load, la_pv = load[:, i0 + t_n :], pv[:, i0 + t_n :]
-    known = ~(np.isnan(la_load).any(axis=0) | np.isnan(la_pv).any(axis=0))
-    n_la = int(np.argmin(known)) if not known.all() else len(known)
     fc = IntradayForecaster(
         load,
         pv,
@@ -220,12 +217,16 @@ def day_data(wh: Warehouse, cfg: CommunityConfig, day: dt.date, fleet: Fleet) ->
         load_decay=cfg.control.load_decay,
         pv_decay=cfg.control.pv_decay,
     )
+    # Beyond the day, perfect foresight knows what the real-time layer knows at the day's end
+    # (the intraday forecast issued then), not the next day's readings: whether those are
+    # stored yet depends on the order days were run, and a day's evaluation must not.
+    la_load, la_pv = fc(i0 + t_n, len(grid) - (i0 + t_n))
     return DayData(
         day=day,
         load_kwh=load[:, i0 : i0 + t_n],
         pv_kwh=pv[:, i0 : i0 + t_n],
-        lookahead_load_kwh=la_load[:, :n_la],
-        lookahead_pv_kwh=la_pv[:, :n_la],
+        lookahead_load_kwh=la_load,
+        lookahead_pv_kwh=la_pv,
         horizon=Horizon(list(grid), i0, t_n, Tariff(imp, exp, cfg.incentive.rate_per_kwh, ci)),
         forecast=fc,
         carbon_intensity=None if ci is None else ci[i0 : i0 + t_n],

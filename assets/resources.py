@@ -214,17 +214,26 @@ class MlflowTracker(dg.ConfigurableResource):
         return f"sqlite:///{d / 'mlflow.db'}"
 
     def log_forecast(self, result: Any, *, partition: str, dagster_run_id: str) -> str:
-        """Log a :class:`models.forecasting.TargetForecast` as one run; return the run id."""
+        """Log a :class:`models.forecasting.TargetForecast` as one run; return the run id.
+
+        Writers in other processes (a parallel backfill, two runs from the UI) wait for each
+        other: SQLite is one writer at a time, and two processes creating the tracking
+        database at once leave its schema migration half done.
+        """
+        from filelock import FileLock
+
         from assets.tracking import log_target_forecast
 
-        return log_target_forecast(
-            self.uri(),
-            ecm_home() / "mlflow" / "artifacts",
-            result,
-            partition=partition,
-            dagster_run_id=dagster_run_id,
-            git_commit=_git_commit(),
-        )
+        uri = self.uri()
+        with FileLock(str(ecm_home() / "mlflow" / "tracking.lock"), timeout=300):
+            return log_target_forecast(
+                uri,
+                ecm_home() / "mlflow" / "artifacts",
+                result,
+                partition=partition,
+                dagster_run_id=dagster_run_id,
+                git_commit=_git_commit(),
+            )
 
 
 def _git_commit() -> str:

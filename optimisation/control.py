@@ -737,7 +737,7 @@ def run_perfect_foresight(
     previous_net_kwh: float | None = None,
     time_limit_s: float = 60.0,
 ) -> DayFlows:
-    """The optimisation solved once on the actual day and its actual look-ahead.
+    """The optimisation solved once on the actual day and the given look-ahead.
 
     Parameters
     ----------
@@ -746,7 +746,9 @@ def run_perfect_foresight(
     fleet, soc0_kwh, horizon, settings, previous_net_kwh, time_limit_s
         As :func:`run_ecm`.
     lookahead_load_kwh, lookahead_pv_kwh : ndarray (P, L)
-        Metered intervals after the day (``L`` may be 0) [kWh].
+        Intervals after the day (``L`` may be 0) [kWh]: the daily evaluation passes the
+        intraday forecast issued at the day's end, so that a day's result does not depend on
+        whether the next day's readings are stored yet.
 
     Returns
     -------

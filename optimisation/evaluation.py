@@ -42,7 +42,8 @@ class DayData:
     load_kwh, pv_kwh : ndarray (P, T)
         Metered load and PV of the day [kWh].
     lookahead_load_kwh, lookahead_pv_kwh : ndarray (P, L)
-        Metered intervals after the day, for the perfect-foresight bound only [kWh].
+        Intervals after the day, for the perfect-foresight bound only [kWh] (the daily
+        evaluation passes the intraday forecast issued at the day's end).
     horizon : Horizon
         Interval grid (history, day, look-ahead) and prices on it.
     forecast : Forecaster
