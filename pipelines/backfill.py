@@ -6,8 +6,9 @@ A day runs in three stages, each a Dagster job of its own (``pipelines/definitio
 - ``ingest``: the inbox and the configured tariffs. Days run one after another (the inbox is
   taken in day order, as a sequential backfill takes it).
 - ``forecast``: forecasts and scenarios. A day needs only its own ingest and the ones before
-  it (forecasts use data known at their issue time; models sit on a fixed weekly grid), so
-  forecast stages of different days run side by side.
+  it (forecasts use data known at their issue time; models sit on a fixed weekly grid). They
+  still run in day order, one at a time: the days of a week share its trained models, and two
+  days training the same weekly origin side by side would only do the work twice.
 - ``settle``: plan, closed-loop replay, settlement, anomalies and report. A day needs its own
   forecast stage, every earlier one (the report reads 28 days of issued forecasts, the
   anomalies yesterday's) and the previous day's settle stage (the real-time layer's state of
@@ -68,7 +69,11 @@ def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task
             if stage == "ingest":
                 ok = prev is None or Task(prev, "ingest") in finished
             elif stage == "forecast":
-                ok = finished.get(Task(d, "ingest")) is True
+                ok = finished.get(Task(d, "ingest")) is True and (
+                    prev is None
+                    or Task(prev, "forecast") in finished
+                    or Task(prev, "forecast") in skipped(days, finished)
+                )
             else:
                 ok = finished.get(Task(d, "forecast")) is True and (
                     prev is None

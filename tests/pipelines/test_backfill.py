@@ -49,6 +49,8 @@ def _order_respected(log: list[tuple[str, dt.date, str]]) -> None:
             assert (DAYS[i - 1], "ingest") in ended
         if stage == "forecast":
             assert (day, "ingest") in ended
+            if i:
+                assert (DAYS[i - 1], "forecast") in ended
         if stage == "settle":
             assert (day, "forecast") in ended
             assert all((d, "forecast") in ended for d in DAYS[:i])
