@@ -874,7 +874,9 @@ def _tail_offset(
     (the weight of misses within the weight of the rows still scored), as a share of all.
 
     Misses fall and scored rows grow with ``o``, so the first candidate that passes is the
-    answer (bisection). None passes: the largest finite score; none is finite: 0.
+    answer (bisection). If missing every finite row passes, no move (0) or, when the rows say
+    to narrow, just below the smallest score; none passes: the largest finite score; none is
+    finite: 0.
     """
     cand = np.unique(e[np.isfinite(e)])
     if cand.size == 0:
@@ -895,6 +897,11 @@ def _tail_offset(
             scored = g_cum[k - 1] if k else 0.0
         return missed <= allowed * total * (scored / total) + 1e-12
 
+    # every finite row may miss within the budget: no evidence to widen (a deterministic
+    # tariff's band stays on its median)
+    below = min(0.0, float(cand[0]) - 1e-9)
+    if passes(below):
+        return below
     lo_i, hi_i = 0, cand.size - 1
     if not passes(float(cand[hi_i])):
         return float(cand[hi_i])

@@ -413,3 +413,20 @@ def test_lags_are_the_values_exactly_k_days_before_even_across_gaps_and_dst():
         ).to_numpy()
         np.testing.assert_array_equal(f[col].to_numpy(), want)
     assert len(f) == 50
+
+
+def test_conformal_offsets_do_not_widen_a_band_that_already_covers() -> None:
+    """A tariff known in advance: yesterday's price is right on most hours; the few hours it
+    misses (a weekday peak price carried into a Saturday) are within the 10 % a tail may
+    miss, so the band stays on the median instead of being widened to cover them."""
+    from models.forecasting import conformal_offsets, widen
+
+    n = 1000
+    y = np.full(n, 0.22)
+    mid = y.copy()
+    mid[:50] = 0.54  # 5 % of rows: the forecast carried a peak price into an off-peak hour
+    bt = pd.DataFrame({"y": y, "q10": mid, "q50": mid, "q90": mid})
+    off = conformal_offsets(bt, "q10", "q90", np.ones(n), 0.8, nonnegative=True)
+    out = widen(bt, off, np.ones(n), "q10", "q90", nonnegative=True)
+    np.testing.assert_array_equal(out["q10"], bt["q50"])
+    np.testing.assert_array_equal(out["q90"], bt["q50"])
