@@ -258,15 +258,19 @@ def _days(d0: dt.date, d1: dt.date) -> list[dt.date]:
     return [d0 + dt.timedelta(days=i) for i in range((d1 - d0).days + 1)]
 
 
-def _run_days(days: list[dt.date], job_name: str, label: str) -> list[tuple[dt.date, list[str]]]:
-    failed = []
-    with Progress(
+def _progress(label: str) -> Progress:
+    return Progress(
         TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+def _run_days(days: list[dt.date], job_name: str, label: str) -> list[tuple[dt.date, list[str]]]:
+    failed = []
+    with _progress(label) as progress:
         task = progress.add_task("", total=len(days))
         for day in days:
             progress.update(task, description=str(day))
@@ -280,13 +284,7 @@ def _run_days(days: list[dt.date], job_name: str, label: str) -> list[tuple[dt.d
 def _run_days_parallel(days: list[dt.date], workers: int) -> list[tuple[dt.date, list[str]]]:
     from pipelines.backfill import STAGES, backfill_parallel
 
-    with Progress(
-        TextColumn(f"[bold]backfill ({workers} workers)[/bold] {{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress(f"backfill ({workers} workers)") as progress:
         bar = progress.add_task("", total=len(days) * len(STAGES))
 
         def done(task, ok):
