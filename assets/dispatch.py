@@ -19,6 +19,7 @@ from models.ingest import (
     check_readings_complete,
     check_readings_plausible,
     check_readings_unique,
+    plausible_kw,
 )
 from models.ledger import array_digest, frame_digest, policy_document, policy_hash, sha256
 from models.master_data import metering_point_index
@@ -322,7 +323,7 @@ def _require_checks_passed(ecm: EcmResource, cfg: CommunityConfig, day: dt.date)
     results = [
         check_readings_complete(rows, day, cfg.community.timezone, metering_point_index(cfg)),
         check_readings_unique(rows),
-        check_readings_plausible(rows, cfg.community.interval_minutes),
+        check_readings_plausible(rows, cfg.community.interval_minutes, plausible_kw(cfg)),
     ]
     failed = [r for r in results if not r.passed]
     if failed:

@@ -26,6 +26,7 @@ from models.ingest import (
     check_readings_unique,
     check_weather_forecasts,
     estimate_missing_readings,
+    plausible_kw,
     weather_frame,
 )
 from models.master_data import master_data_frames, metering_point_index
@@ -265,7 +266,7 @@ def meter_readings_unique_and_plausible(
     cfg, day = ecm.community(), as_date(context.partition_key)
     rows = ecm.warehouse().read_day("meter_readings", day)
     uniq = check_readings_unique(rows)
-    plaus = check_readings_plausible(rows, cfg.community.interval_minutes)
+    plaus = check_readings_plausible(rows, cfg.community.interval_minutes, plausible_kw(cfg))
     return dg.AssetCheckResult(
         passed=uniq.passed and plaus.passed,
         description=f"{uniq.description}; {plaus.description}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from models.timeutil import day_intervals_utc, local_day
 
 MAX_PLAUSIBLE_KW = 60.0
 """Largest plausible average power of a household or small-business metering point [kW]."""
+
+PLAUSIBLE_PEAK_FACTOR = 1.5
+"""How far above its configured size (kWp, contracted kW) a point's average power may go."""
 
 
 @dataclass
@@ -151,16 +155,55 @@ def check_readings_unique(readings: pd.DataFrame) -> CheckResult:
     return CheckResult(dup == 0, "no duplicate (metering point, interval)", {"duplicates": dup})
 
 
-def check_readings_plausible(readings: pd.DataFrame, interval_minutes: int = 60) -> CheckResult:
-    """No negative energy, none above :data:`MAX_PLAUSIBLE_KW` x interval, no NaN."""
+def plausible_kw(config: Any) -> dict[str, float]:
+    """Largest plausible average power per metering point [kW]: :data:`MAX_PLAUSIBLE_KW`,
+    or more where the configuration says the point is bigger (a production point up to
+    ``PLAUSIBLE_PEAK_FACTOR`` x its kWp, a consumption point up to that factor x its
+    contracted power). A 480 kWp community plant is thus not implausible at 400 kWh an hour."""
+    out: dict[str, float] = {}
+    for m in config.members:
+        for mp in m.metering_points:
+            size = m.pv_kwp if mp.direction == "production" else m.contracted_power_kw or 0.0
+            out[mp.id] = max(MAX_PLAUSIBLE_KW, PLAUSIBLE_PEAK_FACTOR * size)
+    pv = config.shared_assets.pv
+    if pv is not None:
+        out[pv.metering_point] = max(MAX_PLAUSIBLE_KW, PLAUSIBLE_PEAK_FACTOR * pv.kwp)
+    return out
+
+
+def check_readings_plausible(
+    readings: pd.DataFrame,
+    interval_minutes: int = 60,
+    limits_kw: Mapping[str, float] | None = None,
+) -> CheckResult:
+    """No negative energy, none above the point's plausible power x interval, no NaN.
+
+    Parameters
+    ----------
+    readings : DataFrame
+        ``metering_point_id, kwh`` per interval.
+    interval_minutes : int
+        Interval length [min].
+    limits_kw : Mapping[str, float], optional
+        Plausible power per metering point (:func:`plausible_kw`) [kW]; others (and all,
+        without it) :data:`MAX_PLAUSIBLE_KW`.
+    """
     kwh = readings["kwh"].to_numpy(dtype=float)
-    limit = MAX_PLAUSIBLE_KW * interval_minutes / 60.0
+    hours = interval_minutes / 60.0
+    if limits_kw:
+        kw = readings["metering_point_id"].map(limits_kw).fillna(MAX_PLAUSIBLE_KW)
+        limit = kw.to_numpy(dtype=float) * hours
+    else:
+        limit = np.full(len(kwh), MAX_PLAUSIBLE_KW * hours)
     neg = int((kwh < 0).sum())
     high = int((kwh > limit).sum())
     nan = int(np.isnan(kwh).sum())
+    bound = f"{MAX_PLAUSIBLE_KW * hours:g} kWh per interval"
+    if limits_kw and len(limit) and limit.max() > MAX_PLAUSIBLE_KW * hours:
+        bound += " (more for points the configuration sizes larger)"
     return CheckResult(
         neg == 0 and high == 0 and nan == 0,
-        f"energies are finite, >= 0 and <= {limit:g} kWh per interval",
+        f"energies are finite, >= 0 and <= {bound}",
         {
             "negative": neg,
             "implausibly_high": high,

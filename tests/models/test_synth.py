@@ -106,3 +106,22 @@ def test_an_existing_community_is_not_overwritten(tmp_path) -> None:
     with pytest.raises(SynthError, match="exists"):
         synth_community(6, tmp_path, days=1)
     assert (tmp_path / "community.yaml").read_bytes() == before
+
+
+def test_a_large_community_plant_is_plausible_but_a_household_spike_is_not(tmp_path) -> None:
+    """The plausibility bound follows the configured size of each metering point."""
+    from models.ingest import MAX_PLAUSIBLE_KW, check_readings_plausible, plausible_kw
+
+    s = synth_community(200, tmp_path, days=1, seed=2)
+    cfg = load_config(s.config)
+    limits = plausible_kw(cfg)
+    assert limits["MP-CPV-P"] == pytest.approx(1.5 * 480.0)
+    assert limits["MP-0001-C"] == MAX_PLAUSIBLE_KW
+    plant = pd.DataFrame({"metering_point_id": ["MP-CPV-P"], "kwh": [400.0]})
+    assert not check_readings_plausible(plant, 60).passed  # the fixed household bound
+    assert check_readings_plausible(plant, 60, limits).passed
+    home = pd.DataFrame({"metering_point_id": ["MP-0001-C"], "kwh": [400.0]})
+    res = check_readings_plausible(home, 60, limits)
+    assert not res.passed and res.metadata["implausibly_high"] == 1
+    # a quarter hour holds a quarter of the energy
+    assert not check_readings_plausible(plant, 15, limits).passed
