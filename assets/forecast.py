@@ -85,7 +85,11 @@ def forecasts(
         if run_id:
             meta[f"{target}_mlflow_run"] = run_id
     n = wh.replace("forecasts", pd.concat(frames, ignore_index=True), {"day": day})
-    meta.update({"rows_written": n, "mlflow_tracking_uri": mlflow_tracker.uri()})
+    try:
+        meta["mlflow_tracking_uri"] = mlflow_tracker.uri()
+    except OSError as exc:  # its folder cannot be made: reported above, not fatal
+        meta["mlflow_tracking_uri"] = f"unavailable: {exc}"
+    meta["rows_written"] = n
     return dg.MaterializeResult(metadata=meta)
 
 
