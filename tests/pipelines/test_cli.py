@@ -141,3 +141,21 @@ def test_bench_allocation_prints_one_json_line():
     r = runner.invoke(app, ["bench", "allocation", "--players", "300", "--permutations", "200"])
     out = json.loads(r.output.strip().splitlines()[-1])
     assert out["method"].startswith("sampled") and out["min_amount"] >= 0
+
+
+def test_dev_binds_the_dagster_ui_to_localhost_only(monkeypatch, tmp_path):
+    """Reliability item 24: the UI listens on 127.0.0.1 unless an operator puts a proxy in
+    front; the README says how."""
+    import subprocess
+
+    from pipelines import cli
+
+    monkeypatch.setenv("ECM_HOME", str(tmp_path))
+    seen: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, cwd=None: seen.append(cmd) or 0)
+    r = runner.invoke(app, ["dev", "--port", "3101"])
+    assert r.exit_code == 0, r.output
+    (cmd,) = seen
+    assert cmd[cmd.index("-h") + 1] == "127.0.0.1" and cmd[cmd.index("-p") + 1] == "3101"
+    readme = (cli.REPO / "README.md").read_text()
+    assert "127.0.0.1" in readme and "reverse proxy" in readme
