@@ -60,6 +60,7 @@ def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task
         :func:`skipped`.
     """
     out: dict[str, list[Task]] = {s: [] for s in STAGES}
+    gone = skipped(days, finished)
     for i, d in enumerate(days):
         prev = days[i - 1] if i else None
         for stage in STAGES:
@@ -72,15 +73,11 @@ def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task
                 ok = finished.get(Task(d, "ingest")) is True and (
                     prev is None
                     or Task(prev, "forecast") in finished
-                    or Task(prev, "forecast") in skipped(days, finished)
+                    or Task(prev, "forecast") in gone
                 )
             else:
                 ok = finished.get(Task(d, "forecast")) is True and (
-                    prev is None
-                    or (
-                        Task(prev, "settle") in finished
-                        or Task(prev, "settle") in skipped(days, finished)
-                    )
+                    prev is None or Task(prev, "settle") in finished or Task(prev, "settle") in gone
                 )
             if ok:
                 out[stage].append(task)
