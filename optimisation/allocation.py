@@ -708,10 +708,11 @@ def _shapley(
     else:
         cons = inputs.consumption_kwh.sum(axis=1)
         losses = np.maximum(-np.array(savings), 0.0)
+        # shares first, then the loss: b * cons underflows for subnormal consumption
         if cons.sum() > 0:
-            x = b * cons / cons.sum()
+            x = b * (cons / cons.sum())
         elif losses.sum() > 0:  # nobody consumed: those who lost carry the loss
-            x = b * losses / losses.sum()
+            x = b * (losses / losses.sum())
         else:
             x = np.full(n, b / n)
         how = "the day's loss shared pro rata to consumption (approved loss_sharing)"

@@ -620,3 +620,29 @@ def test_community_benefit_rounds_half_to_even(saving: float, expected: str) -> 
     0.335 and 0.075 are exact ties (savings are read as printed) and go to the even cent."""
     inputs = AllocationInputs(**_fields(standalone_cost=[saving, 0.0], community_cost=[0.0, 0.0]))
     assert community_benefit(inputs) == Decimal(expected)
+
+
+def test_a_loss_is_shared_even_when_consumption_is_subnormal() -> None:
+    """Found by hypothesis: a loss of 0.04 with one player's consumption at 5e-324 kWh
+    underflowed to nothing (b x cons before the division) and the cents did not add up."""
+    z = np.zeros((4, 1))
+    inputs = AllocationInputs(
+        players=("0", "1", "00", "000"),
+        consumption_kwh=np.array([[0.0], [0.0], [0.0], [5e-324]]),
+        import_kwh=z.copy(),
+        export_kwh=z.copy(),
+        standalone_cost=np.zeros(4),
+        community_cost=np.array([0.0, 0.0, 0.0, 0.04]),
+        incentive_per_kwh=0.0,
+        currency="EUR",
+        alone_import_kwh=z.copy(),
+        alone_export_kwh=z.copy(),
+        loss_sharing="pro_rata_consumption",
+    )
+    df = allocate(inputs, ("shapley",))
+    assert amounts(df, "shapley") == {
+        "0": Decimal("0.00"),
+        "1": Decimal("0.00"),
+        "00": Decimal("0.00"),
+        "000": Decimal("-0.04"),
+    }
