@@ -44,7 +44,15 @@ from models.features import (
     issue_time,
     weather_covers,
 )
-from models.forecasters import BASELINE, FORECASTERS, NAIVE, TARGET_MODELS, qcol, score
+from models.forecasters import (
+    BASELINE,
+    FORECASTERS,
+    NAIVE,
+    TARGET_MODELS,
+    informative,
+    qcol,
+    score,
+)
 
 MIN_TRAINING_DAYS = 14
 """Fewest days a model is trained on [d]."""
@@ -755,8 +763,7 @@ def conformal_offset(
     lo_v, hi_v = backtest[lo].to_numpy(float), backtest[hi].to_numpy(float)
     e = np.maximum(lo_v - y, y - hi_v) / np.where(scale > 0, scale, 1.0)
     # rows that are trivially right (PV at night: zero forecast, zero output) say nothing
-    trivial = (np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9)
-    keep = np.isfinite(e) & ~trivial
+    keep = np.isfinite(e) & informative(backtest, lo, hi)
     w = None if weights is None else np.asarray(weights, dtype=float)[keep]
     return _conformal_quantile(e[keep], level, w)
 
@@ -841,7 +848,7 @@ def conformal_offsets(
     mid = backtest[mid_col].to_numpy(float) if mid_col in backtest else (lo_v + hi_v) / 2
     s = np.where(scale > 0, scale, 1.0)
     keep = np.isfinite(y) & np.isfinite(lo_v) & np.isfinite(hi_v) & np.isfinite(mid)
-    keep &= ~((np.abs(lo_v) < 1e-9) & (np.abs(hi_v) < 1e-9) & (np.abs(y) < 1e-9))
+    keep &= informative(backtest, lo, hi)
     y, lo_v, hi_v, mid, s = y[keep], lo_v[keep], hi_v[keep], mid[keep], s[keep]
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)[keep]
     if len(y) < 10 or w.sum() <= 0:
