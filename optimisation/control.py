@@ -44,20 +44,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from optimisation.dispatch import (
-    BatterySpec,
-    DispatchError,
-    DispatchInputs,
-    build_model,
-    extract_results,
-    resolve_with_fixed,
-    solve,
-)
+from optimisation.dispatch import BatterySpec, DispatchError, DispatchInputs
+from optimisation.dispatch_matrix import MatrixLP, build_matrix, solve_matrix
 
 CONTROLLERS: tuple[str, ...] = ("no_battery", "self_consumption", "ecm", "perfect_foresight")
 """Controllers evaluated side by side, in report order."""
@@ -500,67 +492,37 @@ def plan_horizon(
     inputs: DispatchInputs,
     time_limit_s: float = 30.0,
     first: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, float, Any]:
-    """:func:`solve_horizon`, also returning the solved Pyomo model (for
-    :func:`first_move_objective`)."""
-    model = build_model(inputs)
-    _fix_first(model, inputs, first)
-    report = solve(model, time_limit_s=time_limit_s, keep_solver=first is None)
-    plan = extract_results(model, inputs)
-    plan = plan[plan["scenario"] == "s0"]
-    p_n, h = len(inputs.players), inputs.n_intervals
-    return (
-        plan["charge_kwh"].to_numpy().reshape(p_n, h),
-        plan["discharge_kwh"].to_numpy().reshape(p_n, h),
-        report.objective,
-        model,
-    )
+) -> tuple[np.ndarray, np.ndarray, float, MatrixLP]:
+    """:func:`solve_horizon`, also returning the solved LP (for :func:`first_move_objective`).
 
-
-def _fix_first(
-    model: Any, inputs: DispatchInputs, first: tuple[np.ndarray, np.ndarray] | None
-) -> None:
-    if first is None or not hasattr(model, "charge"):
-        return
-    t0 = next(iter(model.T))
-    for i, p in enumerate(inputs.players):
-        if p in inputs.batteries:
-            model.charge[p, t0].fix(float(first[0][i]))
-            model.discharge[p, t0].fix(float(first[1][i]))
+    The LP is the dispatch model of :func:`optimisation.dispatch.build_model`, assembled as
+    matrices (:mod:`optimisation.dispatch_matrix`): it is solved at every interval of every
+    replayed day, where building it through Pyomo cost 0.15 s for a 20 ms solve.
+    """
+    lp = solve_matrix(build_matrix(inputs, first), time_limit_s)
+    ch, dis = lp.battery_flows()
+    return ch, dis, float(lp.objective), lp
 
 
 def first_move_objective(
-    model: Any,
-    inputs: DispatchInputs,
+    lp: MatrixLP,
     first: tuple[np.ndarray, np.ndarray],
     time_limit_s: float = 30.0,
 ) -> float:
-    """Objective [currency] of a solved horizon ``model`` (from :func:`plan_horizon` on
-    ``inputs``) re-solved with the first interval's moves fixed to ``first`` [kWh].
+    """Objective [currency] of a solved horizon ``lp`` (from :func:`plan_horizon`) re-solved
+    with the first interval's moves fixed to ``first`` (P,) [kWh].
 
     The same LP as building it again with those moves fixed, without the build: the kept
-    HiGHS model (see :func:`~optimisation.dispatch.resolve_with_fixed`) is re-solved warm
-    with the moves' columns fixed; only the objective is read (it is unique, unlike the
-    optimal moves). Where that is not possible the Pyomo model is fixed and solved again.
+    HiGHS model is re-solved warm with the moves' columns fixed (see
+    :meth:`~optimisation.dispatch_matrix.MatrixLP.first_move_objective`); only the objective
+    is read (it is unique, unlike the optimal moves).
 
     Raises
     ------
     DispatchError
         The LP was not solved to optimality.
     """
-    if hasattr(model, "charge"):
-        t0 = next(iter(model.T))
-        fixed = [
-            (var[p, t0], float(x[i]))
-            for i, p in enumerate(inputs.players)
-            if p in inputs.batteries
-            for var, x in ((model.charge, first[0]), (model.discharge, first[1]))
-        ]
-        obj = resolve_with_fixed(model, fixed, time_limit_s)
-        if obj is not None:
-            return obj
-    _fix_first(model, inputs, first)
-    return float(solve(model, time_limit_s=time_limit_s).objective)
+    return lp.first_move_objective(first[0], first[1], time_limit_s)
 
 
 def deviations_from_plan(
@@ -701,7 +663,7 @@ def run_ecm(
                 settings,
                 previous_net_kwh if t == 0 else None,
             )
-            ch, dis, obj, model = plan_horizon(inputs, time_limit_s)
+            ch, dis, obj, lp = plan_horizon(inputs, time_limit_s)
         except DispatchError:
             return Deviations.none(len(fleet.players)), "fallback_rule"
         net_fc = f_load[:, 0] - f_pv[:, 0]
@@ -714,7 +676,7 @@ def run_ecm(
             margin = settings.deviation_margin_fraction * float(np.mean(inputs.import_price[0]))
             try:
                 obj_rule = first_move_objective(
-                    model, inputs, rule_step(net_fc, soc, fleet, none), time_limit_s
+                    lp, rule_step(net_fc, soc, fleet, none), time_limit_s
                 )
             except DispatchError:
                 return none, "optimised"

@@ -1187,7 +1187,6 @@ def solve(
     time_limit_s: float = 120.0,
     *,
     highs_options: Mapping[str, object] | None = None,
-    keep_solver: bool = False,
 ) -> SolveReport:
     """Solve the model with HiGHS (in memory) and load the solution only if it is optimal.
 
@@ -1206,10 +1205,6 @@ def solve(
         Solver time limit [s].
     highs_options : Mapping[str, object], optional
         HiGHS options overriding :data:`HIGHS_OPTIONS` (interior point with crossover).
-    keep_solver : bool
-        Keep the solved HiGHS instance and its columns on the model (``model._ecm_highs``)
-        for :func:`resolve_with_fixed`, which re-solves after fixing a few variables
-        without compiling the model again (memory: a second copy of the LP).
 
     Returns
     -------
@@ -1275,8 +1270,6 @@ def solve(
         if not v.fixed and id(v) not in loaded:
             v.set_value(_idle_value(v), skip_validation=True)
     StaleFlagManager.mark_all_as_stale(delayed=True)
-    if keep_solver:
-        model._ecm_highs = (highs, columns)
     return SolveReport(
         termination_condition=tc.name,
         objective=float(pyo.value(model.objective)),  # with its constant
@@ -1285,49 +1278,6 @@ def solve(
         n_variables=int(model.nvariables()),
         n_constraints=int(model.nconstraints()),
     )
-
-
-def resolve_with_fixed(
-    model: pyo.ConcreteModel, fixed: Sequence[tuple[VarData, float]], time_limit_s: float = 120.0
-) -> float | None:
-    """Optimal objective [currency] of a model solved with ``keep_solver=True`` once the
-    variables ``fixed`` are held at their values, re-solved warm from the optimal basis.
-
-    The kept HiGHS model gets equal lower and upper bounds on those columns and dual simplex
-    restarts from the previous basis: the same LP as fixing the variables in Pyomo and
-    solving again, without the second compilation (only the objective is unique, and only it
-    is returned; the Pyomo model and its values are not changed).
-
-    Returns
-    -------
-    float or None
-        None when the model kept no solver or a variable is not one of its columns (fixed or
-        idle when it was compiled): solve it the ordinary way.
-
-    Raises
-    ------
-    DispatchError
-        The re-solved LP is infeasible or was not solved to optimality.
-    """
-    kept = getattr(model, "_ecm_highs", None)
-    if kept is None:
-        return None
-    highs, columns = kept
-    where = {id(v): j for j, v in enumerate(columns)}
-    idx = [where.get(id(v)) for v, _ in fixed]
-    if any(j is None for j in idx):
-        return None
-    highspy = _highspy()
-    vals = np.array([float(x) for _, x in fixed], dtype=np.float64)
-    highs.changeColsBounds(len(idx), np.array(idx, dtype=np.int32), vals, vals)
-    highs.setOptionValue("solver", "simplex")
-    highs.setOptionValue("time_limit", float(time_limit_s))
-    highs.run()
-    status = highs.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        tc = _HIGHS_TERMINATION.get(status.name, TerminationCondition.unknown)
-        raise DispatchError(tc.name, f"re-solve with fixed moves stopped: {status.name}")
-    return float(highs.getInfo().objective_function_value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,9 +195,7 @@ def _marginals(game: SettlementGame, perms: np.ndarray) -> np.ndarray:
         ei += game.ecm_import[p]
         ae += game.alone_export[p]
         ai += game.alone_import[p]
-        v = np.maximum(
-            sav + r * np.minimum(ee, ei).sum(axis=1), r * np.minimum(ae, ai).sum(axis=1)
-        )
+        v = np.maximum(sav + r * np.minimum(ee, ei).sum(axis=1), r * np.minimum(ae, ai).sum(axis=1))
         out[rows, p] = v - prev
         prev = v
     return out

@@ -626,13 +626,13 @@ def test_first_move_objective_equals_a_fresh_solve_with_the_move_fixed() -> None
         OBJ,
         None,
     )
-    ch, dis, obj, model = control.plan_horizon(inputs)
+    ch, dis, obj, lp = control.plan_horizon(inputs)
     first = control.rule_step(
         f_load[:, 0] - f_pv[:, 0], soc0, fleet, control.Deviations.none(len(fleet.players))
     )
     fresh = control.solve_horizon(inputs, 30.0, first)[2]
-    assert hasattr(model, "_ecm_highs")  # the warm re-solve, not a second compilation
-    assert control.first_move_objective(model, inputs, first) == pytest.approx(fresh, abs=1e-7)
+    assert lp.highs is not None  # the warm re-solve, not a second build
+    assert control.first_move_objective(lp, first) == pytest.approx(fresh, abs=1e-7)
     assert fresh >= obj - 1e-9  # fixing a move cannot beat the free optimum
     # other fixed moves on the same kept solver (each re-solve re-fixes the same columns)
     rng = np.random.default_rng(5)
@@ -640,5 +640,5 @@ def test_first_move_objective_equals_a_fresh_solve_with_the_move_fixed() -> None
         frac = rng.uniform(0, 1, (2, len(fleet.players)))
         move = (first[0] * frac[0], first[1] * frac[1])
         want = control.solve_horizon(inputs, 30.0, move)[2]
-        got = control.first_move_objective(model, inputs, move)
+        got = control.first_move_objective(lp, move)
         assert got == pytest.approx(want, abs=1e-7)
