@@ -72,7 +72,7 @@ def meter_rows(
             pd.DataFrame(
                 {
                     "metering_point_id": cons,
-                    "ts": mb["ts"].to_numpy(),
+                    "ts": mb["ts"].array,  # tz-aware, not an object array
                     "kwh": mb["load_kwh"].to_numpy(),
                 }
             )
@@ -83,7 +83,7 @@ def meter_rows(
                 pd.DataFrame(
                     {
                         "metering_point_id": prod,
-                        "ts": mb["ts"].to_numpy(),
+                        "ts": mb["ts"].array,
                         "kwh": mb["pv_w_per_kw"].to_numpy() * m.pv_kwp / 1000.0,
                     }
                 )
@@ -193,17 +193,11 @@ def deliver(
     written = []
     stamp = f"{start.tz_convert(tz).date()}_{(end - pd.Timedelta(seconds=1)).tz_convert(tz).date()}"
     meters = meter_rows(config, start, end, data_dir)
-    meters["day"] = pd.DatetimeIndex(meters["ts"]).tz_convert(tz).date
-    keep = [
-        (mp, d) not in stored_meter_days
-        for mp, d in zip(meters["metering_point_id"], meters["day"], strict=True)
-    ]
-    meters = meters[keep].drop(columns="day")
+    meters = meters[~_stored(meters, tz, stored_meter_days)]
     if len(meters):
         written.append(_write(meters, Path(inbox) / "meters" / f"citylearn-meters_{stamp}.parquet"))
     prices = import_price_rows(data_dir / PRICE_FILE, start, end)
-    pdays = pd.DatetimeIndex(prices["ts"]).tz_convert(tz).date
-    prices = prices[[d not in stored_price_days for d in pdays]]
+    prices = prices[~pd.Series(_local_days(prices["ts"], tz)).isin(stored_price_days).to_numpy()]
     if len(prices):
         rows = pd.DataFrame(
             {
@@ -215,8 +209,7 @@ def deliver(
         )
         written.append(_write(rows, Path(inbox) / "prices" / f"citylearn-prices_{stamp}.parquet"))
     wx = weather_rows(start, end, data_dir)
-    wdays = pd.DatetimeIndex(wx["ts"]).tz_convert(tz).date
-    wx = wx[[d not in stored_weather_days for d in wdays]]
+    wx = wx[~pd.Series(_local_days(wx["ts"], tz)).isin(stored_weather_days).to_numpy()]
     if len(wx):
         obs = wx[wx["kind"] == "observation"][["ts", *WEATHER_VARS]]
         fc = wx[wx["kind"] == "forecast"][["ts", "issue_time", *WEATHER_VARS]]
@@ -224,6 +217,20 @@ def deliver(
         written.append(_write(obs, folder / f"citylearn-weather-observations_{stamp}.parquet"))
         written.append(_write(fc, folder / f"citylearn-weather-forecasts_{stamp}.parquet"))
     return written
+
+
+def _local_days(ts: pd.Series | pd.DatetimeIndex, tz: str) -> np.ndarray:
+    """Local calendar day of each timestamp, as an object array of ``datetime.date``."""
+    codes, uniques = pd.factorize(pd.DatetimeIndex(ts).tz_convert(tz).normalize())
+    return np.array([u.date() for u in uniques] + [None], dtype=object)[codes]
+
+
+def _stored(meters: pd.DataFrame, tz: str, stored: set[tuple[str, object]]) -> np.ndarray:
+    """Whether each reading's (metering point, local day) is stored already."""
+    if not stored:
+        return np.zeros(len(meters), dtype=bool)
+    pairs = pd.MultiIndex.from_arrays([meters["metering_point_id"], _local_days(meters["ts"], tz)])
+    return pairs.isin(list(stored))
 
 
 def _write(df: pd.DataFrame, path: Path) -> Path:

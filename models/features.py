@@ -382,8 +382,11 @@ def build_features(
         f["profile_28d"] = np.nanmean(prev, axis=1)
         f["profile_dow_4w"] = np.nanmean(prev[:, [6, 13, 20, 27]], axis=1)
     # daily levels: mean of the last complete local day(s) before the issue time
+    # from the sorted series, so that the sums do not depend on the row order of ``history``
+    # (a query without ORDER BY): a last-bit difference changes the models' fingerprints
+    hs = hist.reset_index()
     hh = (
-        history.assign(day=pd.DatetimeIndex(history["ts"]).tz_convert(tz).date)
+        hs.assign(day=pd.DatetimeIndex(hs["ts"]).tz_convert(tz).date)
         .groupby(["unique_id", "day"])["y"]
         .mean()
     )

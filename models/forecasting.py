@@ -239,6 +239,9 @@ def rolling_forecasts(
     """
     days = sorted(days)
     every = spec.retrain_every_days
+    # a fixed row order: sums and means (levels, scales, the community total) then do not
+    # depend on how the rows came from the warehouse, nor do the training fingerprints
+    history = history.sort_values(["unique_id", "ts"], kind="stable", ignore_index=True)
     if history.empty:
         raise InsufficientHistoryError(f"{spec.target}: no actuals stored")
     if spec.hierarchy:

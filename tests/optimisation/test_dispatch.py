@@ -497,6 +497,25 @@ def test_denormal_energies_do_not_break_the_solver() -> None:
     check_plan(plan_day(inputs).plan, inputs, lp=True)
 
 
+def test_milp_tolerance_does_not_let_a_battery_discharge_below_zero() -> None:
+    """A 1e-6 kWh PV reading (kept: ENERGY_EPS) with netting binaries: HiGHS's default MIP
+    feasibility tolerance let the battery discharge -1e-6 kWh to place it (found by
+    hypothesis); the plan must stay within bounds and cost no more than no battery."""
+    spec = BatterySpec(1.0, 1.0, 1.0, 0.0, 0.0)
+    inputs = _inputs(
+        np.zeros((1, 1, 3)),
+        np.full((1, 1, 3), 1e-6),
+        np.zeros((1, 3)),
+        np.zeros((1, 3)),
+        players=("OWNER",),
+        batteries={"OWNER": spec},
+    )
+    assert not inputs.simultaneous_flows_unprofitable  # the MILP path
+    result = plan_day(inputs)
+    check_plan(result.plan, inputs, lp=True)
+    assert (result.plan["discharge_kwh"] >= 0).all()
+
+
 def test_time_limit_is_reported_and_no_solution_loaded() -> None:
     inputs = _one_battery(BatterySpec(10.0, 3.0, 0.9, 0.5))
     model = build_model(inputs)

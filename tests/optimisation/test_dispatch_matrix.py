@@ -100,8 +100,11 @@ def test_matrix_lp_is_the_pyomo_lp(inputs: DispatchInputs) -> None:
         return
     lp = solve_matrix(build_matrix(inputs))
     tol = 1e-6 * (1.0 + abs(want))
+    if lp.integrality.any():  # netting binaries: a MILP, optimal within HiGHS's relative gap
+        tol += 2e-4 * abs(want)
     assert lp.objective == pytest.approx(want, abs=tol)
     ch, dis = lp.battery_flows()
+    assert (ch >= 0).all() and (dis >= 0).all()  # solver noise clipped (a -1e-14 was refused)
     pidx = {p: i for i, p in enumerate(inputs.players)}
     everything = {
         (b, t): (float(ch[pidx[b], t]), float(dis[pidx[b], t]))
@@ -121,7 +124,7 @@ def test_matrix_lp_is_the_pyomo_lp(inputs: DispatchInputs) -> None:
             got = _pyomo_objective(inputs, everything)
         except DispatchError:
             pytest.fail("the matrix plan's battery moves are infeasible in the Pyomo model")
-        assert got == pytest.approx(want, abs=1e-5 * (1.0 + abs(want)))
+        assert got == pytest.approx(want, abs=tol + 1e-5 * (1.0 + abs(want)))
     # the rule-like first move: charge nothing, discharge nothing
     zeros = np.zeros(len(inputs.players))
     first = {(b, 0): (0.0, 0.0) for b in inputs.batteries}
