@@ -21,7 +21,6 @@ Pure Python: no dagster, no mlflow.
 from __future__ import annotations
 
 import time
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,15 +42,8 @@ from optimisation.dispatch import (
     _soc_conflicts,
 )
 
-__all__ = ["HORIZON_HIGHS_OPTIONS", "MatrixLP", "build_matrix", "solve_matrix"]
+__all__ = ["MatrixLP", "build_matrix", "solve_matrix"]
 
-HORIZON_HIGHS_OPTIONS = types.MappingProxyType(
-    {**HIGHS_OPTIONS, "solver": "simplex", "presolve": "off"}
-)
-"""HiGHS options of :func:`solve_matrix`: dual simplex without presolve. On the real-time
-layer's horizons (about 1,000 rows and 2,200 columns for the demo) it takes 19 ms per LP
-against 36 ms for interior point with crossover; larger LPs should pass the day-ahead
-options."""
 
 _banner_shown = False
 
@@ -394,10 +386,16 @@ def build_matrix(
 def solve_matrix(
     lp: MatrixLP,
     time_limit_s: float = 30.0,
-    options: Mapping[str, object] = HORIZON_HIGHS_OPTIONS,
+    options: Mapping[str, object] = HIGHS_OPTIONS,
 ) -> MatrixLP:
-    """Solve ``lp`` with HiGHS (``options``, by default :data:`HORIZON_HIGHS_OPTIONS`);
-    keep the solver, the column values and the objective on it.
+    """Solve ``lp`` with HiGHS (``options``, by default the day-ahead plan's
+    :data:`~optimisation.dispatch.HIGHS_OPTIONS`); keep the solver, the column values and the
+    objective on it.
+
+    Interior point with crossover, as for the plan: on the 8-week closed-loop benchmark it
+    gives the real-time layer the same result as the Pyomo build did (1750.44 against
+    1750.36 USD); dual simplex was 0.2 s a day faster but picked other optimal first moves,
+    worth 7.60 USD less over the 8 weeks.
 
     An infeasibility the inputs do not explain is re-checked without presolve, as
     :func:`optimisation.dispatch.solve` does.
