@@ -244,9 +244,7 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     game = df.attrs.get("game", {})
     readings = wh.read_day("meter_readings", day)
     meter_hash = frame_digest(readings, ["metering_point_id", "ts", "kwh", "quality"])
-    input_hash = sha256(
-        meter_hash + array_digest(load, imp, exp, a_imp, a_exp, price, exp_price)
-    )
+    input_hash = sha256(meter_hash + array_digest(load, imp, exp, a_imp, a_exp, price, exp_price))
     latest = latest_version(wh, day)
     if latest and latest["input_hash"] == input_hash and latest["policy_hash"] == p_hash:
         version, reason = latest, "unchanged inputs: no new version"
@@ -295,9 +293,7 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     )
 
 
-def _reason(
-    wh: Any, day: dt.date, latest: dict | None, meter_hash: str, p_hash: str
-) -> str:
+def _reason(wh: Any, day: dt.date, latest: dict | None, meter_hash: str, p_hash: str) -> str:
     """Why a new settlement version is made."""
     if latest is None:
         return "first settlement"

@@ -41,6 +41,10 @@ def config_path() -> Path:
     return Path(os.environ.get("ECM_CONFIG") or demo.DEFAULT_CONFIG).resolve()
 
 
+_SCHEMA_CHECKED: set[tuple[str, int]] = set()
+"""Warehouse files (path, inode) whose schema this process has checked."""
+
+
 class EcmResource(dg.ConfigurableResource):
     """Where ECM keeps everything it writes, and the community configuration.
 
@@ -61,9 +65,16 @@ class EcmResource(dg.ConfigurableResource):
         return load_config(self.config or config_path())
 
     def warehouse(self) -> Warehouse:
-        """The DuckDB warehouse, schema created if needed."""
+        """The DuckDB warehouse, schema created if needed (checked once per process and
+        file: every asset asks for it, and each check is a connection)."""
         wh = Warehouse(self.home_path() / "warehouse.duckdb")
-        wh.init_schema()
+        try:
+            key = (str(wh.path.resolve()), wh.path.stat().st_ino)
+        except OSError:  # not created yet
+            key = None
+        if key is None or key not in _SCHEMA_CHECKED:
+            wh.init_schema()
+            _SCHEMA_CHECKED.add((str(wh.path.resolve()), wh.path.stat().st_ino))
         return wh
 
     def inbox_dir(self) -> Path:
@@ -172,8 +183,7 @@ class CityLearnFeed(Feed):
         first = start.tz_convert(tz).date()
         last = (end - pd.Timedelta(seconds=1)).tz_convert(tz).date()
         pairs = warehouse.query(
-            "SELECT DISTINCT metering_point_id, day FROM meter_readings "
-            "WHERE day BETWEEN ? AND ?",
+            "SELECT DISTINCT metering_point_id, day FROM meter_readings WHERE day BETWEEN ? AND ?",
             [first, last],
         )
         stored = {

@@ -106,7 +106,7 @@ def log_target_forecast(
             if (
                 champion is not None
                 and example is not None
-                and _alias_differs(client, result.target, result.champion, str(result.origin))
+                and _promotes(client, result.target, result.champion, str(result.origin), partition)
             ):
                 signature = infer_signature(example, champion.predict_quantiles(example))
                 info = mlflow.pyfunc.log_model(
@@ -130,12 +130,17 @@ def log_target_forecast(
             return run.info.run_id
 
 
-def _alias_differs(client: Any, target: str, model: str, origin: str) -> bool:
-    """Whether ``@champion`` of the target points to another model or training origin."""
+def _promotes(client: Any, target: str, model: str, origin: str, partition: str) -> bool:
+    """Whether this day's champion becomes ``@champion`` of the target: the alias is missing,
+    or points to another model or training origin set by this day or an earlier one. A
+    re-run of an older day (or days forecast side by side in a backfill, finishing out of
+    order) never moves the alias back to an older model."""
     try:
         v = client.get_model_version_by_alias(registered_name(target), "champion")
     except Exception:  # noqa: BLE001 - no registered model or alias yet
         return True
+    if v.tags.get("partition", "") > partition:  # ISO dates order as strings
+        return False
     return v.tags.get("model") != model or v.tags.get("origin") != origin
 
 

@@ -167,6 +167,11 @@ class LinearQuantile:
         Training rows used at most (the most recent ones) [-], bounding the fit time.
     nonnegative : bool
         Clip predictions at zero.
+    p_tol : float
+        Convergence tolerance of ``QuantReg``'s iteratively reweighted least squares on the
+        change of the coefficients [normalised units]. 1e-3 instead of statsmodels' 1e-6
+        cuts the iterations 4x (a weekly origin of the demo: 2.5 s instead of 9 s of IRLS,
+        measured: 1e-5 took 4.0 s); the pinball loss of the fit changed by 2e-5 relative.
     """
 
     name = "linear_quantile"
@@ -177,11 +182,13 @@ class LinearQuantile:
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         max_rows: int = 12000,
         nonnegative: bool = True,
+        p_tol: float = 1e-3,
     ):
         self.features = [f for f in features if f not in ("hour", "uid_code", "dow", "month")]
         self.quantiles = tuple(quantiles)
         self.max_rows = max_rows
         self.nonnegative = nonnegative
+        self.p_tol = p_tol
 
     def get_params(self) -> dict[str, Any]:
         """Parameters, as scikit-learn estimators expose them."""
@@ -190,6 +197,7 @@ class LinearQuantile:
             "quantiles": self.quantiles,
             "max_rows": self.max_rows,
             "nonnegative": self.nonnegative,
+            "p_tol": self.p_tol,
         }
 
     def _design(self, X: pd.DataFrame) -> np.ndarray:
@@ -211,7 +219,7 @@ class LinearQuantile:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for q in self.quantiles:
-                res = sm.QuantReg(y[ok], design).fit(q=q, max_iter=2000, p_tol=1e-5)
+                res = sm.QuantReg(y[ok], design).fit(q=q, max_iter=2000, p_tol=self.p_tol)
                 self.params_[qcol(q)] = np.asarray(res.params, dtype=float)
         return self
 

@@ -417,9 +417,18 @@ def reconcile(
     return out
 
 
+MODEL_CODE_VERSION = 2
+"""Part of every cached model's fingerprint: raised when the forecasters' training changes
+(2: ``LinearQuantile.p_tol``), so that models cached by an earlier version are retrained."""
+
+
 def _fingerprint(tr: pd.DataFrame, cols: list[str], spec: ForecastSpec) -> str:
     h = hashlib.sha256()
-    h.update(repr((cols, spec.quantiles, spec.lightgbm_trees, spec.training_days)).encode())
+    h.update(
+        repr(
+            (MODEL_CODE_VERSION, cols, spec.quantiles, spec.lightgbm_trees, spec.training_days)
+        ).encode()
+    )
     h.update(
         pd.util.hash_pandas_object(tr[["unique_id", *cols, "y_norm"]], index=False)
         .to_numpy()

@@ -1,22 +1,27 @@
 """Parallel backfill: the days of a range in K worker processes, in the order the asset graph
 requires.
 
-A day runs in three stages, each a Dagster job of its own (``pipelines/definitions.py``):
+A day runs in four stages, each a Dagster job of its own (``pipelines/definitions.py``):
 
 - ``ingest``: the inbox and the configured tariffs. Days run one after another (the inbox is
   taken in day order, as a sequential backfill takes it).
 - ``forecast``: forecasts and scenarios. A day needs only its own ingest and the ones before
   it (forecasts use data known at their issue time; models sit on a fixed weekly grid). They
-  still run in day order, one at a time: the days of a week share its trained models, and two
-  days training the same weekly origin side by side would only do the work twice.
-- ``settle``: plan, closed-loop replay, settlement, anomalies and report. A day needs its own
-  forecast stage, every earlier one (the report reads 28 days of issued forecasts, the
-  anomalies yesterday's) and the previous day's settle stage (the real-time layer's state of
-  charge carried over: the ``realised_flows`` self-dependency declared on the assets).
+  start in day order; a day waits for the previous one to finish only where that one may
+  train (the backfill's first day, a day on the training grid): the days of a week share
+  its trained models, and two days training the same origin side by side would do the work
+  twice. The other days read cached models and run side by side.
+- ``settle``: plan and closed-loop replay. A day needs its own forecast stage and the
+  previous day's settle stage (the real-time layer's state of charge carried over: the
+  ``realised_flows`` self-dependency declared on the assets).
+- ``report``: settlement, anomalies and report. A day needs its own settle stage, every
+  earlier forecast stage (the report reads 28 days of issued forecasts, the anomalies
+  yesterday's) and the previous day's report stage (the audit ledger is appended in day
+  order).
 
-The settle stages are the critical path and always go first; the other workers run ingest and
-forecast stages ahead of them. Each stage reads what a sequential run would have stored when
-it ran, so a parallel backfill writes the same rows as a sequential one (tested).
+The settle stages are the critical path and always go first; the other workers run ingest,
+forecast and report stages beside them. Each stage reads what a sequential run would have
+stored when it ran, so a parallel backfill writes the same rows as a sequential one (tested).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-STAGES: tuple[str, ...] = ("ingest", "forecast", "settle")
+STAGES: tuple[str, ...] = ("ingest", "forecast", "settle", "report")
 """Stages of a day, each the Dagster job of that name, in dependency order."""
 
 
@@ -40,7 +45,12 @@ class Task:
     stage: str
 
 
-def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task]) -> list[Task]:
+def ready(
+    days: Sequence[dt.date],
+    finished: dict[Task, bool],
+    running: set[Task],
+    trains: Callable[[dt.date], bool] | None = None,
+) -> list[Task]:
     """Tasks whose dependencies are finished, in the order to start them.
 
     Parameters
@@ -51,12 +61,19 @@ def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task
         Tasks finished so far and whether they succeeded.
     running : set of Task
         Tasks running now.
+    trains : callable, optional
+        Whether a day's forecast stage may train models (the first day of a backfill, a
+        training origin). The next day's forecast waits for such a stage to finish, so that
+        a model is not trained twice side by side; after a stage that only reads cached
+        models it may start as soon as that one has started. Default: every day trains
+        (forecast stages one at a time).
 
     Returns
     -------
     list of Task
-        Settle stages first (the critical path), then ingest, then forecast, earliest day
-        first. A stage whose own day failed an earlier stage is not returned: see
+        Settle stages first (the critical path), then report (a chain of its own, which
+        would otherwise be left to the end with one worker busy), forecast and ingest,
+        earliest day first. A stage whose own day failed an earlier stage is not returned: see
         :func:`skipped`.
     """
     out: dict[str, list[Task]] = {s: [] for s in STAGES}
@@ -70,18 +87,21 @@ def ready(days: Sequence[dt.date], finished: dict[Task, bool], running: set[Task
             if stage == "ingest":
                 ok = prev is None or Task(prev, "ingest") in finished
             elif stage == "forecast":
+                before = Task(prev, "forecast") if prev is not None else None
                 ok = finished.get(Task(d, "ingest")) is True and (
-                    prev is None
-                    or Task(prev, "forecast") in finished
-                    or Task(prev, "forecast") in gone
+                    before is None
+                    or before in finished
+                    or before in gone
+                    or (before in running and trains is not None and not trains(prev))
                 )
-            else:
-                ok = finished.get(Task(d, "forecast")) is True and (
-                    prev is None or Task(prev, "settle") in finished or Task(prev, "settle") in gone
+            else:  # settle after its forecast, report after its settle; each in day order
+                before = "forecast" if stage == "settle" else "settle"
+                ok = finished.get(Task(d, before)) is True and (
+                    prev is None or Task(prev, stage) in finished or Task(prev, stage) in gone
                 )
             if ok:
                 out[stage].append(task)
-    return [*out["settle"], *out["ingest"], *out["forecast"]]
+    return [*out["settle"], *out["report"], *out["forecast"], *out["ingest"]]
 
 
 def skipped(days: Sequence[dt.date], finished: dict[Task, bool]) -> set[Task]:
@@ -108,8 +128,10 @@ def run_parallel(
     submit_pool: cf.Executor,
     run: Runner,
     on_done: Callable[[Task, bool], None] | None = None,
+    trains: Callable[[dt.date], bool] | None = None,
 ) -> dict[dt.date, list[str]]:
-    """Run every stage of ``days`` on ``submit_pool`` (``workers`` at a time).
+    """Run every stage of ``days`` on ``submit_pool`` (``workers`` at a time); ``trains`` as
+    in :func:`ready`.
 
     Returns
     -------
@@ -121,7 +143,7 @@ def run_parallel(
     errors: dict[dt.date, list[str]] = {}
     total = len(days) * len(STAGES)
     while len(finished) + len(skipped(days, finished)) < total:
-        for task in ready(days, finished, set(running.values())):
+        for task in ready(days, finished, set(running.values()), trains):
             if len(running) >= workers:
                 break
             running[submit_pool.submit(run, task.stage, task.day)] = task
@@ -175,12 +197,24 @@ def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     )
 
 
+def training_days(days: Sequence[dt.date], every_days: int) -> Callable[[dt.date], bool]:
+    """``trains`` of :func:`ready`: the first day (it may find no model of its 28-day window
+    cached) and every day on the weekly training grid (it trains its own origin)."""
+    from models.forecasting import training_origin
+
+    first = min(days) if days else None
+    return lambda d: d == first or training_origin(d, every_days) == d
+
+
 def backfill_parallel(
     days: Sequence[dt.date],
     workers: int,
     on_done: Callable[[Task, bool], None] | None = None,
 ) -> dict[dt.date, list[str]]:
     """Backfill ``days`` in ``workers`` processes; return the days that failed, with errors."""
+    from assets.resources import EcmResource
+
     check_workers(workers)
+    every = EcmResource().community().forecast.retrain_every_days
     with process_pool(workers) as pool:
-        return run_parallel(days, workers, pool, _run_stage, on_done)
+        return run_parallel(days, workers, pool, _run_stage, on_done, training_days(days, every))

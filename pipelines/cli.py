@@ -222,9 +222,10 @@ def backfill(
 ) -> None:
     """Materialise every day from START to END, with a progress bar.
 
-    With --workers K > 1 each day runs as three stages (ingest, forecast, settle) in K
-    processes: ingest in day order, forecasts of different days side by side, settlement in
-    day order (each day carries the previous day's battery state). Same rows as one worker.
+    With --workers K > 1 each day runs as four stages (ingest, forecast, settle, report) in
+    K processes: ingest and forecasts in day order ahead of the rest, the plan and replay in
+    day order (each day carries the previous day's battery state), settlement and report
+    beside them. Same rows as one worker.
     """
     from pipelines.backfill import check_workers
 

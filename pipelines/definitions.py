@@ -57,12 +57,18 @@ forecast_job = dg.define_asset_job(
 
 settle_job = dg.define_asset_job(
     "settle",
-    selection=dg.AssetSelection.assets(
-        "dispatch_plan", "realised_flows", "evaluation", "allocations", "anomalies", "reports"
-    ),
+    selection=dg.AssetSelection.assets("dispatch_plan", "realised_flows", "evaluation"),
     partitions_def=daily_partitions,
-    description="Plan, replay, settle, flag and report one day (a parallel backfill's third "
-    "stage; each day needs the previous day's realised state of charge).",
+    description="Plan and replay one day (a parallel backfill's third stage, its critical "
+    "path: each day needs the previous day's realised state of charge).",
+)
+
+report_job = dg.define_asset_job(
+    "report",
+    selection=dg.AssetSelection.assets("allocations", "anomalies", "reports"),
+    partitions_def=daily_partitions,
+    description="Settle, flag and report one day once it is replayed (a parallel backfill's "
+    "fourth stage, off the critical path).",
 )
 
 bill_job = dg.define_asset_job(
@@ -98,7 +104,7 @@ def _feed() -> dg.ConfigurableResource:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[daily_job, evaluate_job, ingest_job, forecast_job, settle_job, bill_job],
+    jobs=[daily_job, evaluate_job, ingest_job, forecast_job, settle_job, report_job, bill_job],
     schedules=[daily_schedule],
     # runs launched by the schedule or the UI execute their steps in subprocesses, two at
     # a time (the CLI's runs execute in process)

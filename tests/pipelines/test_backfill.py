@@ -27,9 +27,34 @@ def test_settle_goes_first_and_waits_for_the_previous_day() -> None:
     assert Task(DAYS[2], "settle") not in got and Task(DAYS[2], "forecast") not in got
 
 
+def test_forecasts_run_side_by_side_only_after_a_day_that_does_not_train() -> None:
+    finished = {Task(d, "ingest"): True for d in DAYS}
+    running = {Task(DAYS[1], "forecast")}
+    finished[Task(DAYS[0], "forecast")] = True
+    # day 2 trains nothing: day 3 may forecast beside it; by default it waits
+    assert Task(DAYS[2], "forecast") in ready(DAYS, finished, running, _trains)
+    assert Task(DAYS[2], "forecast") not in ready(DAYS, finished, running)
+    # day 4 trains (a training origin): day 5 waits for it to finish
+    running = {Task(DAYS[3], "forecast")}
+    finished.update({Task(d, "forecast"): True for d in DAYS[:3]})
+    assert Task(DAYS[4], "forecast") not in ready(DAYS, finished, running, _trains)
+
+
+def test_training_days_are_the_first_day_and_the_grid() -> None:
+    from models.forecasting import training_origin
+    from pipelines.backfill import training_days
+
+    days = [dt.date(2017, 4, 10) + dt.timedelta(days=i) for i in range(14)]
+    trains = training_days(days[2:], 7)
+    got = [d for d in days[2:] if trains(d)]
+    assert got[0] == days[2]
+    assert got[1:] == [d for d in days[3:] if training_origin(d, 7) == d]
+    assert len(got) == 2
+
+
 def test_a_failed_stage_skips_the_rest_of_its_day_only() -> None:
     finished = {Task(DAYS[0], "ingest"): True, Task(DAYS[0], "forecast"): False}
-    assert skipped(DAYS, finished) == {Task(DAYS[0], "settle")}
+    assert skipped(DAYS, finished) == {Task(DAYS[0], "settle"), Task(DAYS[0], "report")}
     finished[Task(DAYS[1], "ingest")] = True
     finished[Task(DAYS[1], "forecast")] = True
     # day 2 settles although day 1 could not (it starts from the configured state of charge,
@@ -37,29 +62,44 @@ def test_a_failed_stage_skips_the_rest_of_its_day_only() -> None:
     assert Task(DAYS[1], "settle") in ready(DAYS, finished, set())
 
 
-def _order_respected(log: list[tuple[str, dt.date, str]]) -> None:
-    """Every stage started only after its dependencies ended."""
+def _trains(day: dt.date) -> bool:
+    return DAYS.index(day) in (0, 3)
+
+
+def _order_respected(log: list[tuple[str, dt.date, str]], trains=None) -> None:
+    """Every stage started only after its dependencies ended (a forecast after the previous
+    one started, and ended where that one trains)."""
     ended: set[tuple[dt.date, str]] = set()
+    started: set[tuple[dt.date, str]] = set()
     for event, day, stage in log:
         if event == "end":
             ended.add((day, stage))
             continue
+        started.add((day, stage))
         i = DAYS.index(day)
         if stage == "ingest" and i:
             assert (DAYS[i - 1], "ingest") in ended
         if stage == "forecast":
             assert (day, "ingest") in ended
-            if i:
+            if i and (trains is None or trains(DAYS[i - 1])):
                 assert (DAYS[i - 1], "forecast") in ended
+            elif i:
+                assert (DAYS[i - 1], "forecast") in started
         if stage == "settle":
             assert (day, "forecast") in ended
             assert all((d, "forecast") in ended for d in DAYS[:i])
             if i:
                 assert (DAYS[i - 1], "settle") in ended
+        if stage == "report":
+            assert (day, "settle") in ended
+            assert all((d, "forecast") in ended for d in DAYS[: i + 1])
+            if i:
+                assert (DAYS[i - 1], "report") in ended
 
 
+@pytest.mark.parametrize("trains", [None, _trains])
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int) -> None:
+def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int, trains) -> None:
     log: list[tuple[str, dt.date, str]] = []
     lock = threading.Lock()
     running = [0]
@@ -77,13 +117,13 @@ def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int
         return True, []
 
     with cf.ThreadPoolExecutor(workers) as pool:
-        errors = run_parallel(DAYS, workers, pool, run)
+        errors = run_parallel(DAYS, workers, pool, run, trains=trains)
     assert errors == {}
     assert sorted((d, s) for e, d, s in log if e == "end") == sorted(
         (d, s) for d in DAYS for s in STAGES
     )
     assert peak[0] <= workers
-    _order_respected(log)
+    _order_respected(log, trains)
 
 
 def test_failures_are_reported_and_their_days_later_stages_skipped() -> None:
