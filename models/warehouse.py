@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,28 @@ import pandas as pd
 from filelock import FileLock
 
 from models.contracts import TABLES, conform
+
+_ALIAS = "ecm_warehouse"
+"""Name under which the warehouse file is attached while a connection is open."""
+
+_INSTANCE_LOCK = threading.RLock()
+_INSTANCES: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def _process_instance() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB instance (one per pid: never shared across a fork)."""
+    pid = os.getpid()
+    con = _INSTANCES.get(pid)
+    if con is None:
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        _INSTANCES.clear()
+        _INSTANCES[pid] = con
+    return con
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 class Warehouse:
@@ -40,14 +64,24 @@ class Warehouse:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, held under the warehouse lock, with UTC as time zone."""
-        with self._lock:
-            con = duckdb.connect(str(self.path))
+        """A short-lived connection, held under the warehouse lock, with UTC as time zone.
+
+        The file is attached to this process's in-memory DuckDB instance for the duration
+        and detached afterwards (which releases DuckDB's own lock on the file, so other
+        processes can open it): 2 ms instead of the 15-30 ms of creating a DuckDB instance per
+        connection, which a day's run did about 120 times.
+        """
+        with self._lock, _INSTANCE_LOCK:
+            con = _process_instance()
+            con.execute(f"ATTACH '{_sql_str(self.path)}' AS {_ALIAS}")
             try:
-                con.execute("SET TimeZone = 'UTC'")
+                con.execute(f"USE {_ALIAS}")
                 yield con
             finally:
-                con.close()
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")  # only if a transaction was left open
+                con.execute("USE memory")
+                con.execute(f"DETACH {_ALIAS}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
