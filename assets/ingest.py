@@ -106,15 +106,21 @@ def inbox_files(
                 "status": o.status,
                 "rows": o.rows,
                 "corrected": o.corrected_rows,
+                "quarantined": o.quarantined_rows,
                 "error": (o.error or "")[:200],
             }
             for o in outcomes
         ],
-        columns=["kind", "file", "status", "rows", "corrected", "error"],
+        columns=["kind", "file", "status", "rows", "corrected", "quarantined", "error"],
     )
     for o in outcomes:
         if o.status == "rejected":
             context.log.warning(f"inbox file rejected: {o.error}")
+        if o.quarantined_rows:
+            context.log.warning(
+                f"{o.file_name}: {o.quarantined_rows} readings held back as conflicting "
+                "duplicates (quarantined_readings); those intervals stay missing"
+            )
         if o.corrected_rows:
             days = ", ".join(d.isoformat() for d in o.corrected_days)
             context.log.warning(
@@ -128,6 +134,7 @@ def inbox_files(
             "rejected": int((table["status"] == "rejected").sum()),
             "duplicates": int((table["status"] == "duplicate").sum()),
             "corrected_readings": int(table["corrected"].sum()),
+            "quarantined_readings": int(table["quarantined"].sum()),
             "outcomes": dg.MetadataValue.md(table.to_markdown(index=False) if len(table) else "-"),
         }
     )

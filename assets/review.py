@@ -14,7 +14,7 @@ from assets.ingest import meter_readings
 from assets.partitions import daily_partitions, with_days_before
 from assets.queries import actuals
 from assets.resources import EcmResource
-from models.anomalies import forecast_anomalies, meter_anomalies
+from models.anomalies import forecast_anomalies, meter_anomalies, quarantine_anomalies
 from models.reports import key_figures, render_member_statements, render_plan_report
 from models.settlement_store import latest_version, settled_allocations
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
@@ -27,8 +27,9 @@ from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
     deps=[meter_readings, with_days_before(forecasts.key, 1)],  # the previous day's misses
 )
 def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
-    """Flags on the day's meter data (gaps, spikes, flat-lines, negatives) and on the previous
-    day's forecasts where actuals fell well outside their own interval."""
+    """Flags on the day's meter data (gaps, spikes, flat-lines, negatives, intervals held back
+    as conflicting duplicates) and on the previous day's forecasts where actuals fell well
+    outside their own interval."""
     cfg, day = ecm.community(), as_date(context.partition_key)
     wh, tz = ecm.warehouse(), cfg.community.timezone
     rows = wh.read_day("meter_readings", day)
@@ -47,6 +48,14 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
             day,
         )
     ]
+    flags.append(
+        quarantine_anomalies(
+            wh.query("SELECT * FROM quarantined_readings WHERE day = ?", [day]),
+            rows[["metering_point_id", "ts"]],
+            day,
+            cfg.community.interval_minutes,
+        )
+    )
     prev = day - dt.timedelta(days=1)
     fc = wh.query(
         "SELECT target, unique_id, ts, q10, q50, q90 FROM forecasts WHERE day = ? AND is_champion",

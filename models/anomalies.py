@@ -41,7 +41,7 @@ ANOMALY_COLUMNS = [
 ]
 """Columns of the ``anomalies`` table, in order."""
 
-RULES = ("gap", "negative", "spike", "flatline", "forecast_miss")
+RULES = ("gap", "negative", "spike", "flatline", "forecast_miss", "conflicting_duplicate")
 """Rule names, in the order flags are listed."""
 
 SEVERITIES = ("high", "medium", "low")
@@ -737,3 +737,68 @@ def summarize(anomalies: pd.DataFrame, top: int | None = 20) -> pd.DataFrame:
     if top is not None:
         df = df.head(top)
     return df.reset_index(drop=True)
+
+
+def quarantine_anomalies(
+    quarantined: pd.DataFrame,
+    stored: pd.DataFrame,
+    day: dt.date | str,
+    interval_minutes: int = 60,
+) -> pd.DataFrame:
+    """One ``high`` flag per interval held back as a conflicting duplicate and still missing.
+
+    An interval a file delivered twice with different values is not billed (it is in
+    ``quarantined_readings``, not in ``meter_readings``); the flag stays until a later file
+    delivers the interval once, and then disappears on the day's re-run.
+
+    Parameters
+    ----------
+    quarantined : DataFrame
+        ``quarantined_readings`` rows of the day.
+    stored : DataFrame
+        ``metering_point_id, ts`` of the day's stored readings.
+    day : date
+        The local day checked.
+    interval_minutes : int
+        Interval length [min].
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`ANOMALY_COLUMNS`; the evidence lists the values, file and file rows.
+    """
+    day = _as_day(day)
+    if quarantined is None or len(quarantined) == 0:
+        return empty_anomalies()
+    q = quarantined.copy()
+    q["ts"] = _utc(q["ts"]).to_numpy()
+    have = set(zip(stored["metering_point_id"].astype(str), _utc(stored["ts"]), strict=True))
+    step = pd.Timedelta(minutes=interval_minutes)
+    records = []
+    for (mp, ts), g in q.groupby(["metering_point_id", "ts"], sort=True):
+        if (str(mp), pd.Timestamp(ts)) in have:
+            continue  # delivered once since: settled on that value
+        g = g.sort_values(["quarantined_at", "file_row"])
+        values = [float(v) for v in g["kwh"]]
+        records.append(
+            {
+                "day": day,
+                "rule": "conflicting_duplicate",
+                "severity": "high",
+                "subject_id": str(mp),
+                "ts_start": pd.Timestamp(ts),
+                "ts_end": pd.Timestamp(ts) + step,
+                "message": f"{_hm(ts)}: {g['source'].iloc[-1]} delivers this interval "
+                f"{len(g)} times with different values ({', '.join(f'{v:g}' for v in values)} "
+                "kWh); held back, not billed, until a file delivers it once",
+                "evidence": _evidence(
+                    {
+                        "values_kwh": [_num(v) for v in values],
+                        "file": str(g["source"].iloc[-1]),
+                        "file_rows": [int(r) for r in g["file_row"]],
+                        "source_sha256": str(g["source_sha256"].iloc[-1]),
+                    }
+                ),
+            }
+        )
+    return _frame(records)

@@ -140,6 +140,24 @@ TABLES: dict[str, Table] = {
             ("metering_point_id", "ts", "superseded_at"),
         ),
         Table(
+            "quarantined_readings",
+            "Readings held back: the same interval delivered twice in one file with different "
+            "values. Not billed; the interval counts as missing until a file delivers it once.",
+            (
+                _c("metering_point_id", "VARCHAR", "metering point id"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c("kwh", "DOUBLE", "one of the conflicting values [kWh]"),
+                _c("quality", "VARCHAR", "measured | estimated"),
+                _c("day", "DATE", "local day of the interval"),
+                _c("source", "VARCHAR", "file the rows came from"),
+                _c("source_sha256", "VARCHAR", "SHA-256 of that file"),
+                _c("file_row", "INTEGER", "row of the file (1 = header)"),
+                _c("reason", "VARCHAR", "why it was quarantined"),
+                _c("quarantined_at", _TS, "when (UTC)"),
+            ),
+            ("source_sha256", "file_row"),
+        ),
+        Table(
             "inbox_files",
             "Every file taken from the inbox, once per SHA-256: processed or rejected, and why.",
             (
@@ -154,6 +172,12 @@ TABLES: dict[str, Table] = {
                 _c("new_rows", "INTEGER", "rows not stored before"),
                 _c("corrected_rows", "INTEGER", "stored rows replaced by a different value"),
                 _c("corrected_days", "VARCHAR", "local days with corrected rows (comma list)"),
+                _c(
+                    "quarantined_rows",
+                    "INTEGER",
+                    "rows held back as conflicting duplicates (see quarantined_readings)",
+                    True,
+                ),
                 _c("error", "VARCHAR", "why it was rejected (file, row, field)", True),
                 _c("moved_to", "VARCHAR", "where the file is now"),
             ),
@@ -478,7 +502,11 @@ TABLES: dict[str, Table] = {
             "Flags on meter data and on forecasts against actuals, with severity and evidence.",
             (
                 _c("day", "DATE", "local day the check ran for"),
-                _c("rule", "VARCHAR", "gap | negative | spike | flatline | forecast_miss"),
+                _c(
+                    "rule",
+                    "VARCHAR",
+                    "gap | negative | spike | flatline | forecast_miss | conflicting_duplicate",
+                ),
                 _c("severity", "VARCHAR", "low | medium | high"),
                 _c("subject_id", "VARCHAR", "metering point or forecast series flagged"),
                 _c("ts_start", _TS, "first interval concerned (UTC)"),
@@ -537,6 +565,7 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
 APPEND_ONLY = {
     "inbox_files": "one row per file",
     "meter_readings_history": "appended, never deleted",
+    "quarantined_readings": "appended per file, never deleted",
     "settlement_versions": "appended per version, never overwritten",
     "policy_approvals": "appended, never deleted",
     "audit_ledger": "append-only",

@@ -90,6 +90,8 @@ class InboxOutcome:
     error: str | None = None
     corrected_rows: int = 0
     corrected_days: tuple[dt.date, ...] = ()
+    quarantined_rows: int = 0
+    """rows held back as conflicting duplicates (``quarantined_readings``)"""
 
 
 def inbox_folders(inbox: Path) -> dict[str, Path]:
@@ -327,7 +329,12 @@ def parse_inbox_file(kind: str, path: Path, ctx: InboxContext, sha256: str) -> p
     name = path.name
     if kind == "meters":
         return validate_meter_frame(
-            raw, source=name, metering_points=ctx.metering_points, tz=ctx.tz, sha256=sha256
+            raw,
+            source=name,
+            metering_points=ctx.metering_points,
+            tz=ctx.tz,
+            sha256=sha256,
+            on_conflict="quarantine",
         )
     if kind == "prices":
         return parse_price_file(
@@ -402,7 +409,7 @@ def process_inbox(
             continue
         dest = _free_name(folder / "processed", path.name, sha)
         rec = _record(kind, path.name, sha, now, "processed", rows, dest)
-        counts = store(kind, rows, rec)
+        counts = store(kind, rows, rec)  # meters: conflicting rows go to quarantine
         shutil.move(str(path), dest)
         os.utime(dest)
         out.append(
@@ -411,10 +418,11 @@ def process_inbox(
                 path.name,
                 sha,
                 "processed",
-                len(rows),
+                len(rows) - int(counts.get("quarantined_rows", 0)),
                 dest,
                 corrected_rows=int(counts.get("corrected_rows", 0)),
                 corrected_days=tuple(counts.get("corrected_days", ())),
+                quarantined_rows=int(counts.get("quarantined_rows", 0)),
             )
         )
     return out
@@ -443,6 +451,7 @@ def _record(
         "new_rows": 0,
         "corrected_rows": 0,
         "corrected_days": "",
+        "quarantined_rows": 0,
         "error": error,
         "moved_to": str(dest),
     }

@@ -205,6 +205,7 @@ def validate_meter_frame(
     sha256: str | None = None,
     header_rows: int = 1,
     ingested_at: pd.Timestamp | None = None,
+    on_conflict: str = "raise",
 ) -> pd.DataFrame:
     """Validate raw meter rows and return them in the ``meter_readings`` contract.
 
@@ -222,18 +223,27 @@ def validate_meter_frame(
         Hash of the source file.
     header_rows : int
         Rows before the first data row in the source, so errors show file row numbers.
+    on_conflict : str
+        ``raise``: the same interval twice with different values (or qualities) is an error.
+        ``quarantine``: every row of such an interval is kept with ``conflict`` True and its
+        ``file_row``, for the caller to hold back (the inbox stores them in
+        ``quarantined_readings``, not in ``meter_readings``).
 
     Returns
     -------
     DataFrame
-        Rows sorted by metering point and ts; exact duplicates removed.
+        Rows sorted by metering point and ts; exact duplicates removed. With
+        ``on_conflict="quarantine"`` also ``conflict`` and ``file_row``.
 
     Raises
     ------
     MeterFileError
         Missing column, empty id, bad timestamp or number, unknown metering point, interval
-        misaligned or outside the membership, or the same interval twice with different values.
+        misaligned or outside the membership, or (``on_conflict="raise"``) the same interval
+        twice with different values.
     """
+    if on_conflict not in ("raise", "quarantine"):
+        raise ValueError(f"on_conflict must be 'raise' or 'quarantine', got {on_conflict!r}")
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise MeterFileError(source, f"missing column(s) {missing}", row=1)
@@ -300,11 +310,15 @@ def validate_meter_frame(
         }
     )
     df["ts"] = pd.DatetimeIndex(df["ts"]).tz_localize("UTC") if df["ts"].dt.tz is None else df["ts"]
+    df["conflict"] = False
     dup = df.duplicated(["metering_point_id", "ts"], keep=False)
     if dup.any():
         groups = df[dup].groupby(["metering_point_id", "ts"])
         for (m, t), g in groups:
-            if g["kwh"].nunique() > 1:
+            if g["kwh"].nunique() > 1 or g["quality"].nunique() > 1:
+                if on_conflict == "quarantine":
+                    df.loc[g.index, "conflict"] = True
+                    continue
                 rows = ", ".join(str(r) for r in g["_row"])
                 raise MeterFileError(
                     source,
@@ -313,8 +327,12 @@ def validate_meter_frame(
                     int(g["_row"].iloc[1]),
                     "kwh",
                 )
-        df = df.drop_duplicates(["metering_point_id", "ts"], keep="first")
-    df = df.drop(columns="_row").sort_values(["metering_point_id", "ts"]).reset_index(drop=True)
+        df = df[df["conflict"] | ~df.duplicated(["metering_point_id", "ts"], keep="first")]
+    df = df.sort_values(["metering_point_id", "ts", "_row"]).reset_index(drop=True)
+    if on_conflict == "quarantine":
+        df = df.rename(columns={"_row": "file_row"})
+    else:
+        df = df.drop(columns=["_row", "conflict"])
     df["source"] = source
     df["source_sha256"] = sha256
     df["ingested_at"] = (ingested_at or pd.Timestamp.now(tz="UTC")).floor("s")

@@ -46,6 +46,17 @@ def _sql_str(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def _conflict_reason(held: pd.DataFrame) -> list[str]:
+    """Per held row: the interval's conflicting values and file rows."""
+    g = held.groupby(["metering_point_id", "ts"])
+    vals = g["kwh"].transform(lambda x: ", ".join(f"{v:g}" for v in x))
+    rows = g["file_row"].transform(lambda x: ", ".join(str(int(v)) for v in x))
+    return [
+        f"interval delivered {n} times with different values ({v} kWh, rows {r})"
+        for n, v, r in zip(g["kwh"].transform("size"), vals, rows, strict=True)
+    ]
+
+
 class Warehouse:
     """Access to the DuckDB warehouse file.
 
@@ -273,15 +284,22 @@ class Warehouse:
 
         Stored rows with the same key are replaced. For meter readings, a replaced row whose
         value or quality differs (a correction) is first copied to ``meter_readings_history``
-        with the file that replaced it.
+        with the file that replaced it; rows marked ``conflict`` (an interval the file
+        delivers twice with different values) are held back in ``quarantined_readings``
+        instead, so the interval stays as it was (missing, or its earlier value).
 
         Returns
         -------
         dict
-            ``new_rows``, ``corrected_rows`` and ``corrected_days`` (local days).
+            ``new_rows``, ``corrected_rows``, ``corrected_days`` (local days) and
+            ``quarantined_rows``.
         """
         table, key = self.INBOX_KEYS[kind]
         t = TABLES[table]
+        held = rows.iloc[:0]
+        if "conflict" in rows.columns:  # meters parsed with on_conflict="quarantine"
+            held = rows[rows["conflict"]]
+            rows = rows[~rows["conflict"]].drop(columns=["conflict", "file_row"])
         rows = conform(table, rows)
         on = " AND ".join(f"o.{k} = n.{k}" for k in key)
         cols = ", ".join(f'"{c}"' for c in t.column_names)
@@ -313,6 +331,25 @@ class Warehouse:
                         f"SELECT {hcols} FROM _ecm_hist"
                     )
                     con.unregister("_ecm_hist")
+            if len(held):
+                q = conform(
+                    "quarantined_readings",
+                    held.assign(
+                        reason=_conflict_reason(held),
+                        quarantined_at=record["received_at"],
+                    ),
+                )
+                qcols = ", ".join(f'"{c}"' for c in TABLES["quarantined_readings"].column_names)
+                con.register("_ecm_held", q)
+                con.execute(
+                    "DELETE FROM quarantined_readings o USING _ecm_held n "
+                    "WHERE o.source_sha256 = n.source_sha256 AND o.file_row = n.file_row"
+                )
+                con.execute(
+                    f"INSERT INTO quarantined_readings ({qcols}) "  # noqa: S608
+                    f"SELECT {qcols} FROM _ecm_held"
+                )
+                con.unregister("_ecm_held")
             con.execute(
                 f"DELETE FROM {table} o USING _ecm_new_rows n WHERE {on}"  # noqa: S608
             )
@@ -321,9 +358,11 @@ class Warehouse:
             days = sorted({pd.Timestamp(d).date() for d in corrected["day"]})
             rec = dict(record)
             rec.update(
+                rows=len(rows),
                 new_rows=len(rows) - existing,
                 corrected_rows=len(corrected),
                 corrected_days=",".join(d.isoformat() for d in days),
+                quarantined_rows=len(held),
             )
             recdf = conform("inbox_files", pd.DataFrame([rec]))
             con.register("_ecm_rec", recdf)
@@ -335,6 +374,7 @@ class Warehouse:
             "new_rows": len(rows) - existing,
             "corrected_rows": len(corrected),
             "corrected_days": days,
+            "quarantined_rows": len(held),
         }
 
     def insert_missing_readings(self, df: pd.DataFrame) -> int:

@@ -149,7 +149,8 @@ def _print_inbox(since: object) -> None:
         EcmResource()
         .warehouse()
         .query(
-            "SELECT kind, file_name, status, rows, corrected_rows, corrected_days, error "
+            "SELECT kind, file_name, status, rows, corrected_rows, corrected_days, error, "
+            "coalesce(quarantined_rows, 0) AS quarantined_rows "
             "FROM inbox_files WHERE received_at >= ? ORDER BY received_at, file_name",
             [since],
         )
@@ -164,7 +165,15 @@ def _print_inbox(since: object) -> None:
     for _, r in df.iterrows():
         if r["status"] == "rejected":
             console.print(f"[red]  rejected {escape(str(r['error']))}[/red]")
-        elif r["corrected_rows"]:
+            continue
+        if r["quarantined_rows"]:
+            console.print(
+                f"[yellow]  {escape(r['file_name'])}: {r['quarantined_rows']} readings held "
+                "back (the same interval twice with different values; see "
+                "quarantined_readings and the day's anomalies): those intervals are missing "
+                "until a file delivers them once[/yellow]"
+            )
+        if r["corrected_rows"]:
             console.print(
                 f"[yellow]  {escape(r['file_name'])} corrected {r['corrected_rows']} stored "
                 f"readings on {r['corrected_days']}: re-run those days to settle them on the "

@@ -131,6 +131,57 @@ def test_correction_replaces_readings_and_keeps_the_replaced_ones(tmp_path, wh):
     assert wh.read("meter_readings").set_index("ts")["kwh"].equals(new)
 
 
+def test_conflicting_duplicates_are_quarantined_flagged_and_released_by_a_clean_file(tmp_path, wh):
+    """The same interval twice with different values: the file's other readings are stored,
+    both conflicting rows are held back with their file rows (nothing billed on a guess),
+    the interval is flagged high until a later file delivers it once, and then settles."""
+    from models.anomalies import quarantine_anomalies
+
+    inbox = tmp_path / "inbox"
+    text = _meters()
+    lines = text.splitlines()
+    mp, ts, _ = lines[6].split(",")  # 05:00 local, file row 7 (row 1 is the header)
+    lines.append(f"{mp},{ts},9.9999")  # file row 26: the same interval, another value
+    lines.append(lines[3])  # file row 27: an identical duplicate of row 3 (no conflict)
+    _drop(inbox, "meters", "june.csv", "\n".join(lines) + "\n")
+    out = _process(inbox, wh)
+    assert [(o.status, o.rows, o.quarantined_rows) for o in out] == [("processed", 23, 2)]
+    stored = wh.query("SELECT metering_point_id, ts, kwh FROM meter_readings")
+    assert len(stored) == 23
+    when = pd.Timestamp(ts).tz_convert("UTC")
+    assert not (stored["ts"] == when).any()  # the conflicting interval is not stored
+    q = wh.query("SELECT * FROM quarantined_readings ORDER BY file_row")
+    assert q["file_row"].tolist() == [7, 26]
+    assert sorted(q["kwh"].round(4).tolist()) == [0.55, 9.9999]
+    assert (q["source"] == "june.csv").all() and q["reason"].str.contains("2 times").all()
+    rec = wh.query("SELECT rows, quarantined_rows FROM inbox_files")
+    assert rec.iloc[0].tolist() == [23, 2]
+    day = dt.date(2021, 6, 1)
+    flags = quarantine_anomalies(q, stored, day)
+    assert len(flags) == 1 and flags.iloc[0]["severity"] == "high"
+    assert flags.iloc[0]["rule"] == "conflicting_duplicate"
+    assert flags.iloc[0]["ts_start"] == when
+    # the distributor sends the interval again, once: stored, flag gone, quarantine kept
+    _drop(inbox, "meters", "june-fix.csv", "metering_point_id,ts,kwh\n" + f"{mp},{ts},0.5400\n")
+    assert [(o.status, o.rows, o.quarantined_rows) for o in _process(inbox, wh)] == [
+        ("processed", 1, 0)
+    ]
+    stored = wh.query("SELECT metering_point_id, ts, kwh FROM meter_readings")
+    assert len(stored) == 24
+    assert quarantine_anomalies(q, stored, day).empty
+    assert wh.row_counts()["quarantined_readings"] == 2
+
+
+def test_a_file_of_only_conflicting_rows_stores_nothing_but_is_recorded(tmp_path, wh):
+    inbox = tmp_path / "inbox"
+    row = _meters().splitlines()[1]
+    mp, ts, _ = row.split(",")
+    _drop(inbox, "meters", "bad.csv", f"metering_point_id,ts,kwh\n{row}\n{mp},{ts},3.0\n")
+    out = _process(inbox, wh)
+    assert [(o.status, o.rows, o.quarantined_rows) for o in out] == [("processed", 0, 2)]
+    assert wh.row_counts()["meter_readings"] == 0
+
+
 def test_files_taken_in_arrival_order(tmp_path, wh):
     inbox = tmp_path / "inbox"
     _drop(inbox, "meters", "b-first.csv", _meters(scale=2.0), age_s=100)
