@@ -1185,6 +1185,22 @@ def _run_highs(
     return tc, SolutionStatus.noSolution
 
 
+def _not_optimal(
+    tc: TerminationCondition, sol: SolutionStatus, conflicts: list[str], time_limit_s: float
+) -> DispatchError:
+    """The error for a solve that ended without an optimal solution, with its reason."""
+    infeasible = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
+    if tc in infeasible and conflicts:
+        reason = "; ".join(conflicts) + " (soc bounds vs soc_end: the day must end there)"
+    elif tc in infeasible:
+        reason = "infeasible, also without presolve; no inconsistent battery SoC in the inputs"
+    elif tc == TerminationCondition.maxTimeLimit:
+        reason = f"time limit of {time_limit_s} s reached before optimality"
+    else:
+        reason = f"solver stopped with solution status {sol.name}"
+    return DispatchError(tc.name, reason)
+
+
 def solve(
     model: pyo.ConcreteModel,
     time_limit_s: float = 120.0,
@@ -1257,15 +1273,7 @@ def solve(
     solve_time = time.perf_counter() - start
     if tc != TerminationCondition.convergenceCriteriaSatisfied or sol != SolutionStatus.optimal:
         _clear_values(model)
-        if tc in infeasible and conflicts:
-            reason = "; ".join(conflicts) + " (soc bounds vs soc_end: the day must end there)"
-        elif tc in infeasible:
-            reason = "infeasible, also without presolve; no inconsistent battery SoC in the inputs"
-        elif tc == TerminationCondition.maxTimeLimit:
-            reason = f"time limit of {time_limit_s} s reached before optimality"
-        else:
-            reason = f"solver stopped with solution status {sol.name}"
-        raise DispatchError(tc.name, reason)
+        raise _not_optimal(tc, sol, conflicts, time_limit_s)
     for v, x in zip(columns, highs.getSolution().col_value, strict=True):
         v.set_value(x, skip_validation=True)
     loaded = {id(v) for v in columns}

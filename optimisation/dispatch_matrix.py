@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pyomo.common.tee import capture_output
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from scipy import sparse
 
 from optimisation.dispatch import (
@@ -38,6 +39,7 @@ from optimisation.dispatch import (
     _clip_noise,
     _highspy,
     _ModelData,
+    _not_optimal,
     _run_highs,
     _soc_conflicts,
 )
@@ -46,6 +48,19 @@ __all__ = ["MatrixLP", "build_matrix", "solve_matrix"]
 
 
 _banner_shown = False
+
+
+def _new_highs(highspy: object) -> object:
+    """A quiet HiGHS instance (the first one of a process prints a banner: captured)."""
+    global _banner_shown
+    if _banner_shown:
+        highs = highspy.Highs()
+    else:
+        with capture_output(capture_fd=True):
+            highs = highspy.Highs()
+        _banner_shown = True
+    highs.setOptionValue("output_flag", False)
+    return highs
 
 
 class _Blocks:
@@ -405,54 +420,40 @@ def solve_matrix(
     DispatchError
         Not solved to optimality (infeasible, time limit, solver error).
     """
-    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-
     highspy = _highspy()
-    global _banner_shown
-    if _banner_shown:
-        highs = highspy.Highs()
-    else:
-        with capture_output(capture_fd=True):  # the first instance prints a banner
-            highs = highspy.Highs()
-        _banner_shown = True
-    highs.setOptionValue("output_flag", False)
-    a = lp.a
-    status = highs.passModel(
-        a.shape[1],
-        a.shape[0],
-        int(a.nnz),
-        highspy.MatrixFormat.kColwise,
-        highspy.ObjSense.kMinimize,
-        0.0,
-        lp.cost,
-        lp.col_lower,
-        lp.col_upper,
-        lp.row_lower,
-        lp.row_upper,
-        np.ascontiguousarray(a.indptr, dtype=np.int32),
-        np.ascontiguousarray(a.indices, dtype=np.int32),
-        np.ascontiguousarray(a.data, dtype=np.float64),
-        lp.integrality,
-    )
-    if status == highspy.HighsStatus.kError:
-        raise DispatchError("error", "HiGHS rejected the dispatch matrices (passModel kError)")
-    start = time.perf_counter()
-    tc, sol = _run_highs(highs, highspy, time_limit_s, options)
     infeasible = (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded)
     conflicts = _soc_conflicts(lp.inputs)
-    if tc in infeasible and not conflicts:
-        remaining = max(time_limit_s - (time.perf_counter() - start), 0.0)
-        tc, sol = _run_highs(highs, highspy, remaining, {**options, "presolve": "off"})
+    start = time.perf_counter()
+    try:
+        highs = _new_highs(highspy)
+        a = lp.a
+        status = highs.passModel(
+            a.shape[1],
+            a.shape[0],
+            int(a.nnz),
+            highspy.MatrixFormat.kColwise,
+            highspy.ObjSense.kMinimize,
+            0.0,
+            lp.cost,
+            lp.col_lower,
+            lp.col_upper,
+            lp.row_lower,
+            lp.row_upper,
+            np.ascontiguousarray(a.indptr, dtype=np.int32),
+            np.ascontiguousarray(a.indices, dtype=np.int32),
+            np.ascontiguousarray(a.data, dtype=np.float64),
+            lp.integrality,
+        )
+        if status == highspy.HighsStatus.kError:
+            raise ValueError("HiGHS rejected the dispatch matrices (passModel kError)")
+        tc, sol = _run_highs(highs, highspy, time_limit_s, options)
+        if tc in infeasible and not conflicts:  # see optimisation.dispatch.solve
+            remaining = max(time_limit_s - (time.perf_counter() - start), 0.0)
+            tc, sol = _run_highs(highs, highspy, remaining, {**options, "presolve": "off"})
+    except Exception as exc:  # any solver failure is a failed dispatch
+        raise DispatchError("error", f"HiGHS raised {type(exc).__name__}: {exc}") from exc
     if tc != TerminationCondition.convergenceCriteriaSatisfied or sol != SolutionStatus.optimal:
-        if tc in infeasible and conflicts:
-            reason = "; ".join(conflicts) + " (soc bounds vs soc_end: the day must end there)"
-        elif tc in infeasible:
-            reason = "infeasible, also without presolve; no inconsistent battery SoC in the inputs"
-        elif tc == TerminationCondition.maxTimeLimit:
-            reason = f"time limit of {time_limit_s} s reached before optimality"
-        else:
-            reason = f"solver stopped with solution status {sol.name}"
-        raise DispatchError(tc.name, reason)
+        raise _not_optimal(tc, sol, conflicts, time_limit_s)
     lp.highs = highs
     lp.col_value = np.asarray(highs.getSolution().col_value, dtype=float)
     lp.objective = float(highs.getInfo().objective_function_value)
