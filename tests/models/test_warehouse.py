@@ -119,3 +119,37 @@ def test_a_warehouse_of_an_earlier_version_gains_new_columns_and_keeps_its_rows(
     assert {"weather_basis", "is_champion", "q50"} <= cols
     assert wh.query("SELECT q50 FROM forecasts")["q50"].tolist() == [1.5]
     wh.init_schema()  # idempotent
+
+
+def test_a_hostile_warehouse_path_and_file_name_are_data(tmp_path):
+    """A quote in $ECM_HOME (the file is attached by path) and an inbox file named like SQL:
+    both stay data; the tables are intact."""
+    from models.inbox import InboxContext, process_inbox
+    from models.meters import MeteringPointInfo
+
+    home = tmp_path / "o'brien; DETACH ecm_warehouse; --"
+    wh = Warehouse(home / "warehouse.duckdb")
+    wh.init_schema()
+    inbox = home / "inbox"
+    name = "x'; DROP TABLE meter_readings; --.csv"
+    (inbox / "meters").mkdir(parents=True)
+    rows = "\n".join(f"MP-1,2021-06-01T{h:02d}:00:00+00:00,0.5" for h in range(3))
+    (inbox / "meters" / name).write_text("metering_point_id,ts,kwh\n" + rows + "\n")
+    ctx = InboxContext(
+        tz="UTC",
+        currency="EUR",
+        interval_minutes=60,
+        metering_points={"MP-1": MeteringPointInfo("A", 60, dt.date(2021, 1, 1))},
+    )
+    out = process_inbox(
+        inbox,
+        ctx,
+        status_of=wh.inbox_status,
+        store=wh.store_inbox_file,
+        record=wh.record_inbox_file,
+    )
+    assert [(o.status, o.rows) for o in out] == [("processed", 3)]
+    stored = wh.query("SELECT source FROM meter_readings")
+    assert stored["source"].tolist() == [name] * 3
+    assert wh.query("SELECT file_name FROM inbox_files")["file_name"].tolist() == [name]
+    assert (home / "warehouse.duckdb").exists()
