@@ -30,7 +30,13 @@ from models.settlement_store import (
     latest_version,
 )
 from models.timeutil import as_date, day_intervals_utc
-from optimisation.allocation import AllocationInputs, allocate, gini
+from optimisation.allocation import (
+    AllocationInputs,
+    allocate,
+    gini,
+    incentive_periods,
+    per_period,
+)
 from optimisation.dispatch import (
     BatterySpec,
     DispatchError,
@@ -226,17 +232,20 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     except PolicyNotApproved as err:
         raise dg.Failure(description=f"Settlement of {day} refused: {err}") from None
     load = matrix("ecm", "load_kwh")
+    # bills at the meters' resolution; shared energy (and everything keyed by it) per hour:
+    # the incentive is paid on the minimum of the hour's sums, not the sum of quarter-hour minima
+    hours = incentive_periods(ts, cfg.community.timezone)
     inputs = AllocationInputs(
         players=tuple(players),
-        consumption_kwh=load,
-        import_kwh=imp,
-        export_kwh=exp,
+        consumption_kwh=per_period(load, hours),
+        import_kwh=per_period(imp, hours),
+        export_kwh=per_period(exp, hours),
         standalone_cost=grid_cost(a_imp, a_exp, price, exp_price),
         community_cost=grid_cost(imp, exp, price, exp_price),
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
         currency=cfg.community.currency,
-        alone_import_kwh=a_imp,
-        alone_export_kwh=a_exp,
+        alone_import_kwh=per_period(a_imp, hours),
+        alone_export_kwh=per_period(a_exp, hours),
         loss_sharing=cfg.fairness.loss_sharing,
     )
     df = allocate(inputs, cfg.fairness.rules).assign(day=day, currency=cfg.community.currency)
@@ -244,12 +253,29 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     game = df.attrs.get("game", {})
     readings = wh.read_day("meter_readings", day)
     meter_hash = frame_digest(readings, ["metering_point_id", "ts", "kwh", "quality"])
-    input_hash = sha256(meter_hash + array_digest(load, imp, exp, a_imp, a_exp, price, exp_price))
+    digest = array_digest(load, imp, exp, a_imp, a_exp, price, exp_price)
+    per_interval_hash = sha256(meter_hash + digest)  # also the hash of versions before hours
+    sub_hourly = bool(np.bincount(hours).max() > 1)
+    input_hash = (
+        sha256(meter_hash + digest + array_digest(hours) + HOURLY_SHARED)
+        if sub_hourly
+        else per_interval_hash
+    )
     latest = latest_version(wh, day)
-    if latest and latest["input_hash"] == input_hash and latest["policy_hash"] == p_hash:
+    unchanged = bool(
+        latest and latest["input_hash"] == input_hash and latest["policy_hash"] == p_hash
+    )
+    if unchanged:
         version, reason = latest, "unchanged inputs: no new version"
+    elif latest and sub_hourly and latest["input_hash"] == per_interval_hash:
+        reason = (
+            "settlement method changed: shared energy of quarter-hour meters is now the "
+            "minimum of each hour's sums (the incentive's hourly rule), not the sum of the "
+            "quarter-hours' minima"
+        )
     else:
         reason = _reason(wh, day, latest, meter_hash, p_hash)
+    if not unchanged:
         total = df.loc[df["is_settlement"], "amount"].sum()
         version = append_settlement(
             wh,
@@ -291,6 +317,11 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
             ),
         }
     )
+
+
+HOURLY_SHARED = "shared energy per local hour"
+"""Part of the input hash of sub-hourly settlements (the method since quarter-hour flows are
+summed per hour before sharing), so that a day settled the earlier way is restated."""
 
 
 def _reason(wh: Any, day: dt.date, latest: dict | None, meter_hash: str, p_hash: str) -> str:

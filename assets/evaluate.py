@@ -22,6 +22,7 @@ from models.master_data import metering_point_index
 from models.prices import carbon_intensity, tariff_rows
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
 from models.warehouse import Warehouse
+from optimisation.allocation import incentive_periods
 from optimisation.control import CONTROLLERS, Fleet, Horizon, ObjectiveSettings, Tariff
 from optimisation.evaluation import (
     DayData,
@@ -305,6 +306,7 @@ def closed_loop_evaluation(context: dg.AssetExecutionContext, ecm: EcmResource):
         for c, f in flows.items()
     ]
     imp, exp = data.prices()
+    hours = incentive_periods(data.ts, cfg.community.timezone)  # as settled: hourly shared
     alone = standalone_cost(
         flows["self_consumption"], flows["no_battery"], imp, exp, fleet.shared_index
     )
@@ -320,6 +322,7 @@ def closed_loop_evaluation(context: dg.AssetExecutionContext, ecm: EcmResource):
                     cfg.incentive.rate_per_kwh,
                     data.carbon_intensity,
                     float(alone.sum()),
+                    hours,
                 ),
                 "seconds": secs[c],
             }

@@ -312,6 +312,44 @@ def hourly_shared_kwh(import_kwh: np.ndarray, export_kwh: np.ndarray) -> np.ndar
     return np.minimum(exp.sum(axis=0), imp.sum(axis=0))
 
 
+def incentive_periods(ts: Sequence[Any], tz: str, period_minutes: int = 60) -> np.ndarray:
+    """Index of the incentive period (default: the local clock hour) of each interval.
+
+    The Italian incentive is paid on hourly shared energy, the minimum of the community's
+    hourly injection and withdrawal: with quarter-hour meters that is the minimum of the
+    hours' sums, not the sum of the quarter-hours' minima (which is lower whenever one member
+    injects early in an hour and another withdraws later in it).
+
+    Parameters
+    ----------
+    ts : sequence of Timestamp
+        Interval starts (tz-aware), in order.
+    tz : str
+        Community time zone (hours are local clock hours; on a 25-hour day the repeated hour
+        is two periods).
+    period_minutes : int
+        Period length [min], a multiple of the interval.
+
+    Returns
+    -------
+    ndarray of int, shape (T,)
+        Period number per interval, 0, 1, ... in order.
+    """
+    idx = pd.DatetimeIndex(ts)
+    local = idx.tz_convert(tz) if idx.tz is not None else idx.tz_localize("UTC").tz_convert(tz)
+    starts = local.floor(f"{period_minutes}min", ambiguous=local.map(lambda t: bool(t.dst())))
+    _, codes = np.unique(starts.asi8, return_inverse=True)
+    return codes.astype(int)
+
+
+def per_period(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Sum the intervals of ``x`` (P, T) into incentive periods (P, n_periods) [kWh]."""
+    x = np.asarray(x, dtype=float)
+    out = np.zeros((x.shape[0], int(periods.max()) + 1 if periods.size else 0))
+    np.add.at(out.T, periods, x.T)
+    return out
+
+
 def pro_rata_shared_kwh(import_kwh: np.ndarray, export_kwh: np.ndarray) -> np.ndarray:
     """Hourly shared energy keyed to players by their grid withdrawal.
 

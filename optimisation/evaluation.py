@@ -171,8 +171,15 @@ def day_totals(
     incentive_per_kwh: float,
     carbon_intensity: np.ndarray | None,
     standalone_total: float,
+    periods: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Community totals of one controller's day (the ``evaluation`` columns).
+
+    Parameters
+    ----------
+    periods : ndarray of int (T,), optional
+        Incentive period of each interval (:func:`optimisation.allocation.incentive_periods`):
+        shared energy is the minimum of each period's sums, as settled. Default: per interval.
 
     Returns
     -------
@@ -183,7 +190,13 @@ def day_totals(
     """
     grid_cost = float(player_bills(flows, import_price, export_price).sum())
     imp, exp = flows.import_kwh.sum(axis=0), flows.export_kwh.sum(axis=0)
-    shared = float(np.minimum(imp, exp).sum())
+    if periods is None:
+        shared = float(np.minimum(imp, exp).sum())
+    else:
+        per_imp, per_exp = np.zeros(int(periods.max()) + 1), np.zeros(int(periods.max()) + 1)
+        np.add.at(per_imp, periods, imp)
+        np.add.at(per_exp, periods, exp)
+        shared = float(np.minimum(per_imp, per_exp).sum())
     net = imp - exp
     incentive = incentive_per_kwh * shared
     ci = np.zeros_like(imp) if carbon_intensity is None else np.asarray(carbon_intensity)

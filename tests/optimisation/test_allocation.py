@@ -646,3 +646,68 @@ def test_a_loss_is_shared_even_when_consumption_is_subnormal() -> None:
         "00": Decimal("0.00"),
         "000": Decimal("-0.04"),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Quarter-hour meters, hourly incentive
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "minutes", "n_intervals", "n_periods"),
+    [
+        ("2021-06-01", 60, 24, 24),
+        ("2021-06-01", 15, 96, 24),
+        ("2021-03-28", 15, 92, 23),  # spring forward: 23 local hours
+        ("2021-10-31", 15, 100, 25),  # fall back: the repeated hour is two periods
+    ],
+)
+def test_incentive_periods_are_local_clock_hours(day, minutes, n_intervals, n_periods) -> None:
+    from models.timeutil import day_intervals_utc
+    from optimisation.allocation import incentive_periods
+
+    ts = day_intervals_utc(pd.Timestamp(day).date(), "Europe/Rome", minutes)
+    assert len(ts) == n_intervals
+    p = incentive_periods(ts, "Europe/Rome")
+    assert p.tolist() == sorted(p.tolist()) and p[0] == 0 and p[-1] == n_periods - 1
+    assert np.bincount(p).tolist() == [60 // minutes] * n_periods
+
+
+def test_quarter_hours_are_settled_on_the_hours_min_of_sums() -> None:
+    """A injects in the first quarter of an hour, B withdraws in the second: no quarter-hour
+    has both, but the hour shares 1 kWh, and the incentive is paid on it (ARERA: hourly)."""
+    from models.timeutil import day_intervals_utc
+    from optimisation.allocation import incentive_periods, per_period
+    from optimisation.control import DayFlows
+    from optimisation.evaluation import day_totals
+
+    ts = day_intervals_utc(pd.Timestamp("2021-06-01").date(), "Europe/Rome", 15)
+    t_n = len(ts)
+    imp, exp = np.zeros((2, t_n)), np.zeros((2, t_n))
+    exp[0, 40] = 1.0  # A, 10:00-10:15
+    imp[1, 41] = 1.0  # B, 10:15-10:30
+    hours = incentive_periods(ts, "Europe/Rome")
+    assert hourly_shared_kwh(imp, exp).sum() == 0.0  # per quarter-hour: nothing shared
+    assert hourly_shared_kwh(per_period(imp, hours), per_period(exp, hours)).sum() == 1.0
+    inputs = AllocationInputs(
+        players=("A", "B"),
+        consumption_kwh=per_period(imp, hours),
+        import_kwh=per_period(imp, hours),
+        export_kwh=per_period(exp, hours),
+        standalone_cost=np.array([-0.05, 0.30]),
+        community_cost=np.array([-0.05, 0.30]),
+        incentive_per_kwh=0.11,
+    )
+    assert community_benefit(inputs) == Decimal("0.11")
+    assert allocate(inputs, "pro_rata_consumption")["amount"].sum() == Decimal("0.11")
+    flows = DayFlows(
+        np.zeros((2, t_n)),
+        np.zeros((2, t_n)),
+        np.zeros((2, t_n)),
+        imp,
+        exp,
+        np.full(t_n, "optimised", dtype=object),
+    )
+    prices = np.full(t_n, 0.3), np.full(t_n, 0.05)
+    assert day_totals(flows, *prices, 0.11, None, 0.0)["shared_kwh"] == 0.0
+    assert day_totals(flows, *prices, 0.11, None, 0.0, hours)["incentive"] == pytest.approx(0.11)
