@@ -126,6 +126,10 @@ def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
         probabilities=probs / probs.sum(),
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
         cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh,
+        # shared energy valued per local hour, as settled (quarter-hour meters)
+        share_periods=incentive_periods(ts, cfg.community.timezone)
+        if cfg.community.interval_minutes < 60
+        else None,
     )
 
 

@@ -71,6 +71,7 @@ def objective_settings(cfg: CommunityConfig) -> ObjectiveSettings:
         import_limit_kwh=limits if np.isfinite(limits).any() else None,
         feeder_cap_kwh=None if c.feeder_cap_kw is None else c.feeder_cap_kw * hours,
         cycling_penalty_per_kwh=cfg.dispatch.cycling_penalty_per_kwh,
+        share_period_minutes=60 if cfg.community.interval_minutes < 60 else None,
     )
 
 

@@ -361,6 +361,10 @@ class ObjectiveSettings:
         rule in the interval and re-optimising the rest (:func:`run_ecm`) [-]. 0 applies every
         deviation. Any positive value also breaks the LP's ties (e.g. discharging now or in
         any later hour of the same flat price) in favour of the rule.
+    share_period_minutes : int, optional
+        Shared energy is valued per period of this length (intervals grouped by their UTC
+        start floored to it: the clock hour for 60 in every zone with a whole-hour offset),
+        as the incentive settles it; None: per interval [min].
     """
 
     horizon_intervals: int = 24
@@ -373,6 +377,7 @@ class ObjectiveSettings:
     cycling_penalty_per_kwh: float = 1e-4
     ramping_penalty_fraction: float = 0.0
     deviation_margin_fraction: float = 0.0
+    share_period_minutes: int | None = None
 
 
 def ramping_penalty(settings: ObjectiveSettings, tariff: Tariff) -> float:
@@ -405,6 +410,15 @@ def terminal_values(
         use = import_floor if load_kwh[i].sum() > 0 else min(import_floor, export_cap)
         out[p] = fraction * b.efficiency * use
     return out
+
+
+def share_periods(ts: Sequence[pd.Timestamp], minutes: int | None) -> np.ndarray | None:
+    """Period number (0, 1, ...) of each interval: UTC starts floored to ``minutes`` [min];
+    None when ``minutes`` is None (every interval its own period)."""
+    if minutes is None or not len(ts):
+        return None
+    floors = pd.DatetimeIndex(ts).floor(f"{minutes}min").asi8
+    return np.unique(floors, return_inverse=True)[1].astype(np.int64)
 
 
 def horizon_inputs(
@@ -463,6 +477,7 @@ def horizon_inputs(
         carbon_intensity=ci,
         import_limit_kwh=settings.import_limit_kwh,
         feeder_cap_kwh=settings.feeder_cap_kwh,
+        share_periods=share_periods(ts, settings.share_period_minutes),
     )
 
 

@@ -287,6 +287,12 @@ class DispatchInputs:
         Expected grid bill of each player acting alone, shape (P,) [currency]. With it, each
         player's expected bill in the plan is at most that (a soft constraint: a violation
         costs :data:`STANDALONE_SLACK_PENALTY` per currency unit).
+    share_periods : numpy.ndarray, optional
+        Incentive period of each interval, shape (T,), integers 0, 1, ... in order, each
+        period contiguous (e.g. the local hour of quarter-hour intervals, see
+        :func:`optimisation.allocation.incentive_periods`): shared energy is the minimum of
+        each period's summed export and import, as the Italian incentive is settled. Default:
+        every interval its own period.
 
     Raises
     ------
@@ -314,6 +320,7 @@ class DispatchInputs:
     import_limit_kwh: np.ndarray | None = None
     feeder_cap_kwh: float | None = None
     standalone_cost: np.ndarray | None = None
+    share_periods: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place
@@ -423,6 +430,22 @@ class DispatchInputs:
                 "standalone_cost",
                 _as_array("standalone_cost", self.standalone_cost, (p,), False),
             )
+        if self.share_periods is not None:
+            per = np.asarray(self.share_periods)
+            ok = (
+                per.shape == (t,)
+                and np.issubdtype(per.dtype, np.integer)
+                and per[0] == 0
+                and np.isin(np.diff(per), (0, 1)).all()
+            )
+            if not ok:
+                raise DispatchInputError(
+                    f"share_periods: expected ({t},) integers from 0, each period contiguous "
+                    "and numbered in order"
+                )
+            per = per.astype(np.int64)
+            per.setflags(write=False)
+            set_(self, "share_periods", per)
 
     @property
     def simultaneous_flows_unprofitable(self) -> bool:
@@ -435,6 +458,14 @@ class DispatchInputs:
         """
         spread = self.import_price - self.export_price
         return bool((self.incentive_per_kwh < spread - 1e-12).all())
+
+    @property
+    def periods(self) -> np.ndarray:
+        """Incentive period of each interval (T,): ``share_periods`` or every interval its
+        own."""
+        if self.share_periods is None:
+            return np.arange(self.n_intervals)
+        return self.share_periods
 
     @property
     def n_scenarios(self) -> int:
@@ -551,6 +582,7 @@ class _ModelData:
     standalone: dict[str, float] = field(default_factory=dict)
     netting_binaries: bool = False
     physical_caps: bool = True
+    periods: list[list[int]] = field(default_factory=list)  # intervals of each share period
 
     @classmethod
     def from_inputs(cls, inputs: DispatchInputs) -> _ModelData:
@@ -602,6 +634,10 @@ class _ModelData:
             else dict(zip(inputs.players, inputs.standalone_cost.tolist(), strict=True)),
             netting_binaries=bool(bats) and not inputs.simultaneous_flows_unprofitable,
             physical_caps=bool(bats) and not _caps_implied(inputs),
+            periods=[
+                np.flatnonzero(inputs.periods == h).tolist()
+                for h in range(int(inputs.periods[-1]) + 1)
+            ],
         )
 
 
@@ -754,23 +790,33 @@ def _define_physical_caps(m: pyo.ConcreteModel, d: _ModelData) -> None:
 def _define_sharing(m: pyo.ConcreteModel, d: _ModelData) -> None:
     if d.incentive <= 0:
         return  # shared energy has no value in the objective; it is computed after the solve
+    m.H = pyo.Set(
+        initialize=range(len(d.periods)),
+        ordered=True,
+        doc="incentive periods (an interval each, or e.g. the hours of quarter-hours)",
+    )
     m.shared = pyo.Var(
         m.S,
-        m.T,
+        m.H,
         domain=pyo.NonNegativeReals,
-        doc="second stage: community shared energy min(sum export, sum import) [kWh]",
+        doc="second stage: community shared energy of a period, min(sum export, sum import) "
+        "over its intervals [kWh]",
     )
+
+    def flows(var: pyo.Var, s: int, h: int) -> object:
+        return pyo.quicksum(var[s, p, t] for t in d.periods[h] for p in m.P)
+
     m.shared_le_export = pyo.Constraint(
         m.S,
-        m.T,
-        rule=lambda m, s, t: m.shared[s, t] <= pyo.quicksum(m.grid_export[s, p, t] for p in m.P),
-        doc="shared energy <= community export [kWh]",
+        m.H,
+        rule=lambda m, s, h: m.shared[s, h] <= flows(m.grid_export, s, h),
+        doc="shared energy <= community export of the period [kWh]",
     )
     m.shared_le_import = pyo.Constraint(
         m.S,
-        m.T,
-        rule=lambda m, s, t: m.shared[s, t] <= pyo.quicksum(m.grid_import[s, p, t] for p in m.P),
-        doc="shared energy <= community import [kWh]",
+        m.H,
+        rule=lambda m, s, h: m.shared[s, h] <= flows(m.grid_import, s, h),
+        doc="shared energy <= community import of the period [kWh]",
     )
 
 
@@ -915,7 +961,7 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
                 if c_exp[t]:
                     terms.append(-c_exp[t] * m.grid_export[s, p, t])
         if d.incentive > 0 and w * d.incentive >= COEF_EPS:
-            terms.extend(-w * d.incentive * m.shared[s, t] for t in d.intervals)
+            terms.extend(-w * d.incentive * m.shared[s, h] for h in range(len(d.periods)))
         if d.carbon_cost is not None:
             terms.extend(
                 w * d.carbon_cost[s][t] * m.grid_import[s, p, t]
@@ -1318,6 +1364,21 @@ def _clip_noise(
     return np.clip(a, lo, hi)
 
 
+def _period_shared(
+    inputs: DispatchInputs, grid_import: np.ndarray, grid_export: np.ndarray
+) -> np.ndarray:
+    """Community shared energy (S, T) [kWh]: per incentive period, ``min(sum export, sum
+    import)`` over its intervals and players, spread equally over the period's intervals (so
+    that it sums to the period's value; with one interval per period, that interval's)."""
+    per = inputs.periods
+    n_h = int(per[-1]) + 1
+    imp = np.zeros((grid_import.shape[0], n_h))
+    exp = np.zeros_like(imp)
+    np.add.at(imp.T, per, grid_import.sum(axis=1).T)
+    np.add.at(exp.T, per, grid_export.sum(axis=1).T)
+    return (np.minimum(imp, exp) / np.bincount(per, minlength=n_h))[:, per]
+
+
 def _assemble_plan(
     inputs: DispatchInputs,
     charge: np.ndarray,
@@ -1329,7 +1390,7 @@ def _assemble_plan(
     """Build the plan frame from first-stage (P, T) and second-stage (S, P, T) arrays [kWh]."""
     s_n, p_n, t_n = inputs.load_kwh.shape
     prob = inputs.probabilities
-    shared = np.minimum(grid_import.sum(axis=1), grid_export.sum(axis=1))  # (S, T)
+    shared = _period_shared(inputs, grid_import, grid_export)  # (S, T)
 
     def with_expected(x: np.ndarray) -> np.ndarray:  # (S, ...) -> (S+1, ...)
         return np.concatenate([x, np.tensordot(prob, x, axes=1)[None]], axis=0)
@@ -1387,7 +1448,8 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     ``load - pv + charge - discharge = import - export`` holds to rounding and both are >= 0.
     A simultaneous import/export chosen by the LP is kept where it exceeds 1e-9 kWh in a
     scenario of positive probability (elsewhere the objective does not determine it).
-    ``community_shared_kwh`` is ``min(sum_p import, sum_p export)`` of the cleaned flows.
+    ``community_shared_kwh`` is ``min(sum_p import, sum_p export)`` of the cleaned flows (per
+    incentive period, spread equally over its intervals: see ``share_periods``).
 
     Parameters
     ----------
@@ -1451,7 +1513,7 @@ def _cost_terms(
     bill = (inputs.import_price[:, None, :] * grid_import).sum(axis=(1, 2)) - (
         inputs.export_price[:, None, :] * grid_export
     ).sum(axis=(1, 2))
-    shared = np.minimum(grid_import.sum(axis=1), grid_export.sum(axis=1)).sum(axis=1)
+    shared = _period_shared(inputs, grid_import, grid_export).sum(axis=1)
     cost = float(prob @ bill)
     shared_kwh = float(prob @ shared)
     incentive = inputs.incentive_per_kwh * shared_kwh
@@ -1467,8 +1529,9 @@ def no_battery_baseline(inputs: DispatchInputs) -> dict[str, float]:
     """Expected cost and incentive with every battery idle (closed form, no solver).
 
     Each player imports ``max(load - pv, 0)`` and exports ``max(pv - load, 0)``; shared energy
-    is ``min(sum import, sum export)`` per scenario and interval. This is a feasible point of
-    the LP (idle batteries at their initial SoC), so the LP objective never exceeds it.
+    is ``min(sum import, sum export)`` per scenario and incentive period. This is a feasible
+    point of the LP (idle batteries at their initial SoC), so the LP objective never exceeds
+    it.
 
     Parameters
     ----------

@@ -283,11 +283,12 @@ def build_matrix(
     # _define_sharing
     shared = None
     if d.incentive > 0:
-        shared = blk.columns((s_n, t_n), 0.0, np.inf)
+        per = np.asarray(inputs.periods)  # incentive period of each interval
+        shared = blk.columns((s_n, len(d.periods)), 0.0, np.inf)
         for flows in (exp, imp):
-            r = blk.rows_((s_n, t_n), -np.inf, 0.0)
+            r = blk.rows_((s_n, len(d.periods)), -np.inf, 0.0)
             blk.add(r, shared, 1.0)
-            blk.add(r[:, None, :], flows, -1.0)
+            blk.add(r[:, per][:, None, :], flows, -1.0)
     # _define_limits (feeder)
     if d.feeder_cap is not None:
         for sign in (1.0, -1.0):

@@ -642,3 +642,19 @@ def test_first_move_objective_equals_a_fresh_solve_with_the_move_fixed() -> None
         want = control.solve_horizon(inputs, 30.0, move)[2]
         got = control.first_move_objective(lp, move)
         assert got == pytest.approx(want, abs=1e-7)
+
+
+def test_share_periods_group_quarter_hours_by_clock_hour() -> None:
+    ts = tuple(pd.date_range("2025-06-01 10:30", periods=7, freq="15min", tz="UTC"))
+    assert control.share_periods(ts, 60).tolist() == [0, 0, 1, 1, 1, 1, 2]
+    assert control.share_periods(ts, None) is None
+    inputs = control.horizon_inputs(
+        ts,
+        control.Fleet(("A",), {}, 0.25),
+        np.zeros(1),
+        np.ones((1, 7)),
+        np.zeros((1, 7)),
+        control.Tariff(np.full(7, 0.3), np.full(7, 0.05), 0.1),
+        control.ObjectiveSettings(horizon_intervals=7, share_period_minutes=60),
+    )
+    assert inputs.periods.tolist() == [0, 0, 1, 1, 1, 1, 2]

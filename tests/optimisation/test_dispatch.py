@@ -145,8 +145,14 @@ def check_plan(plan: pd.DataFrame, inputs: DispatchInputs, *, lp: bool) -> None:
             atol=1e-9,
             err_msg=name,
         )
-    # shared energy is min(community import, community export) per scenario and interval
-    shared = np.minimum(imp[:-1].sum(axis=1), exp[:-1].sum(axis=1))
+    # shared energy is min(community import, community export) per scenario and incentive
+    # period (an interval unless share_periods groups them), spread equally over the period
+    per = inputs.periods
+    n_h = int(per[-1]) + 1
+    ci, ce = np.zeros((len(prob), n_h)), np.zeros((len(prob), n_h))
+    np.add.at(ci.T, per, imp[:-1].sum(axis=1).T)
+    np.add.at(ce.T, per, exp[:-1].sum(axis=1).T)
+    shared = (np.minimum(ci, ce) / np.bincount(per))[:, per]
     np.testing.assert_allclose(c["community_shared_kwh"][:-1, 0], shared, rtol=0, atol=1e-9)
     assert (c["community_shared_kwh"] == c["community_shared_kwh"][:, :1]).all()
 
@@ -329,7 +335,7 @@ def dispatch_inputs(draw: st.DrawFn) -> DispatchInputs:
     weights = draw(
         st.lists(st.integers(0, 4), min_size=n_s, max_size=n_s).filter(lambda w: sum(w) > 0)
     )
-    return _inputs(
+    inputs = _inputs(
         draw(hnp.arrays(np.float64, (n_s, n_p, n_t), elements=energy)),
         draw(hnp.arrays(np.float64, (n_s, n_p, n_t), elements=energy)),
         draw(hnp.arrays(np.float64, (n_s, n_t), elements=st.floats(-0.1, 0.6))),
@@ -341,6 +347,9 @@ def dispatch_inputs(draw: st.DrawFn) -> DispatchInputs:
         interval_hours=draw(st.sampled_from([1.0, 0.25])),
         cycling_penalty=draw(st.sampled_from([0.0, 1e-4])),
     )
+    if draw(st.booleans()):  # shared energy per hour of quarter-hours
+        inputs = dataclasses.replace(inputs, share_periods=np.arange(n_t) // 4)
+    return inputs
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -495,6 +504,26 @@ def test_denormal_energies_do_not_break_the_solver() -> None:
         cycling_penalty=0.0,
     )
     check_plan(plan_day(inputs).plan, inputs, lp=True)
+
+
+def test_shared_energy_is_valued_per_incentive_period() -> None:
+    """Quarter-hours of one hour: A exports in the first, B imports in the last. Per interval
+    nothing is shared; per hour 1 kWh is, and the plan (objective and summary) counts it."""
+    load = np.zeros((1, 2, 4))
+    pv = np.zeros((1, 2, 4))
+    pv[0, 0, 0] = 1.0
+    load[0, 1, 3] = 1.0
+    args = (load, pv, np.full((1, 4), 0.3), np.full((1, 4), 0.05))
+    kw = dict(players=("A", "B"), incentive=0.11, interval_hours=0.25)
+    per_interval = plan_day(_inputs(*args, **kw))
+    hourly_inputs = dataclasses.replace(_inputs(*args, **kw), share_periods=np.zeros(4, dtype=int))
+    hourly = plan_day(hourly_inputs)
+    assert per_interval.summary["expected_shared_kwh"] == pytest.approx(0.0)
+    assert hourly.summary["expected_shared_kwh"] == pytest.approx(1.0)
+    assert hourly.report.objective == pytest.approx(0.3 - 0.05 - 0.11, abs=1e-9)
+    check_plan(hourly.plan, hourly_inputs, lp=True)
+    with pytest.raises(DispatchInputError, match="share_periods"):
+        dataclasses.replace(hourly_inputs, share_periods=np.array([0, 2, 2, 2]))
 
 
 def test_milp_tolerance_does_not_let_a_battery_discharge_below_zero() -> None:

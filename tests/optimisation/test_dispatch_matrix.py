@@ -61,6 +61,9 @@ def inputs_with_every_term(draw: st.DrawFn) -> DispatchInputs:
         )
     if draw(on):
         kw["feeder_cap_kwh"] = draw(st.floats(2.0, 20.0))
+    if draw(on):  # incentive periods: contiguous groups of 1 to 4 intervals
+        sizes = draw(st.lists(st.integers(1, 4), min_size=n_t, max_size=n_t))
+        kw["share_periods"] = np.repeat(np.arange(n_t), sizes)[:n_t]
     if draw(on):
         kw["standalone_cost"] = draw(hnp.arrays(np.float64, (n_p,), elements=st.floats(-1, 3)))
     return DispatchInputs(
