@@ -305,7 +305,9 @@ TABLES: dict[str, Table] = {
                 _c(
                     "community_shared_kwh",
                     "DOUBLE",
-                    "community shared energy min(injection, withdrawal) in the interval [kWh]",
+                    "community shared energy min(injection, withdrawal) of the interval's "
+                    "incentive period (the hour of quarter-hours), spread equally over the "
+                    "period's intervals [kWh]",
                 ),
                 _c("plan_kind", "VARCHAR", "optimal (LP) | fallback (rule-based)"),
             ),

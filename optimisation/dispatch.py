@@ -28,9 +28,10 @@ Notes
   The LP chooses such gross flows wherever the incentive exceeds the import/export price
   spread, although a meter nets them and no member controls them; there, shared energy and
   savings are optimistic. Forbidding them needs binaries (a MILP) for battery players.
-* Shared energy is computed per interval. For hourly data this is the hourly shared energy; for
-  quarter-hour data it is a lower bound of it (the minimum of sums over an hour is at least the
-  sum of the quarter-hour minima).
+* Shared energy is computed per incentive period (``DispatchInputs.share_periods``): by
+  default each interval; for quarter-hour meters the assets pass the local hours, because the
+  incentive is paid on the minimum of the hour's sums (at least the sum of the quarter-hour
+  minima).
 
 Pure Python: no dagster, no mlflow.
 """
