@@ -298,3 +298,33 @@ def test_no_member_below_acting_alone_on_a_day_that_gains(wh):
         )
         if rows["amount"].sum() >= 0:
             assert rows["amount"].min() >= 0, rows[["member_id", "amount"]]
+
+
+def test_a_failed_solve_publishes_no_plan_and_leaves_a_labelled_rule_plan(home, wh, monkeypatch):
+    """Reliability item 15 through Dagster: the optimiser fails, the day's stored plan is not
+    replaced, the run fails naming the termination and the reason, and the rule-based plan
+    is written beside it labelled ``fallback`` for the operator."""
+    import pandas as pd
+
+    import assets.dispatch as asset_module
+    from optimisation.dispatch import DispatchError
+
+    def infeasible(*args, **kwargs):
+        raise DispatchError("provenInfeasible", "forced by the test")
+
+    before = wh.read_day("dispatch_plan", DAY)
+    monkeypatch.setattr(asset_module, "plan_day", infeasible)
+    ok, errors = materialise_day(DAY, "settle")
+    assert not ok
+    text = " ".join(errors)
+    assert "No plan published" in text and "provenInfeasible" in text
+    assert "forced by the test" in text
+    after = wh.read_day("dispatch_plan", DAY)
+    assert len(after) == len(before) and set(after["plan_kind"]) == {"optimal"}
+    csv = next((home / "plans").rglob("fallback_plan.csv"))
+    fb = pd.read_csv(csv)
+    assert set(fb["plan_kind"]) == {"fallback"}
+    bal = (
+        fb.load_kwh - fb.pv_kwh + fb.charge_kwh - fb.discharge_kwh - (fb.import_kwh - fb.export_kwh)
+    )
+    assert np.abs(bal).max() < 1e-6
