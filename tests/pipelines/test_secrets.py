@@ -29,6 +29,8 @@ def _tracked_text_files() -> list[Path]:
     files = []
     for name in out:
         p = REPO / name
+        if p == Path(__file__).resolve():  # holds the patterns and a fake secret by design
+            continue
         if not p.is_file() or p.stat().st_size > 2_000_000:
             continue
         head = p.read_bytes()[:4096]
