@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-postgres lint bench bench-evaluation dev clean
+.PHONY: demo test test-slow test-postgres lint bench bench-evaluation bench-backfill dev clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 
 bench-evaluation: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py
+
+# Issue #7's 14-day backfill (empty home, then again); add --year for the 243 demo days.
+bench-backfill: $(STAMP)
+	$(BIN)/python benchmarks/bench_backfill.py
 
 dev: $(STAMP)
 	$(BIN)/ecm dev
