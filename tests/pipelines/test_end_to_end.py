@@ -328,3 +328,31 @@ def test_a_failed_solve_publishes_no_plan_and_leaves_a_labelled_rule_plan(home, 
         fb.load_kwh - fb.pv_kwh + fb.charge_kwh - fb.discharge_kwh - (fb.import_kwh - fb.export_kwh)
     )
     assert np.abs(bal).max() < 1e-6
+
+
+def test_flagged_readings_are_kept_as_delivered(wh, demo_config):
+    """Reliability item 5: a meter flag (spike, flat-line, negative) is a flag, never an edit:
+    every flagged interval still holds the reading the distributor delivered."""
+    import json
+
+    import pandas as pd
+
+    from models import demo
+
+    flags = wh.read_day("anomalies", DAY)
+    meter = flags[flags["rule"].isin(["spike", "flatline", "negative"])]
+    assert len(meter) > 0  # the demo day has some (the ordinary evening peaks, see #11)
+    start, end = meter["ts_start"].min(), meter["ts_end"].max()
+    delivered = demo.meter_rows(demo_config, pd.Timestamp(start), pd.Timestamp(end))
+    delivered = delivered.set_index(["metering_point_id", "ts"])["kwh"]
+    stored = wh.read_day("meter_readings", DAY).set_index(["metering_point_id", "ts"])
+    checked = 0
+    for _, f in meter.iterrows():
+        span = stored.loc[f["subject_id"]]
+        span = span[(span.index >= f["ts_start"]) & (span.index < f["ts_end"])]
+        for ts, row in span.iterrows():
+            assert row["quality"] == "measured"
+            assert row["kwh"] == pytest.approx(delivered[(f["subject_id"], ts)], abs=1e-12)
+            checked += 1
+        assert json.loads(f["evidence"])  # the evidence is there to review
+    assert checked >= len(meter)
