@@ -45,6 +45,14 @@ _SCHEMA_CHECKED: set[tuple[str, int]] = set()
 """Warehouse files (path, inode) whose schema this process has checked."""
 
 
+def _file_key(path: Path) -> tuple[str, int] | None:
+    """(path, inode) of a file, None while it does not exist (a recreated file is new)."""
+    try:
+        return str(path.resolve()), path.stat().st_ino
+    except OSError:
+        return None
+
+
 class EcmResource(dg.ConfigurableResource):
     """Where ECM keeps everything it writes, and the community configuration.
 
@@ -68,13 +76,9 @@ class EcmResource(dg.ConfigurableResource):
         """The DuckDB warehouse, schema created if needed (checked once per process and
         file: every asset asks for it, and each check is a connection)."""
         wh = Warehouse(self.home_path() / "warehouse.duckdb")
-        try:
-            key = (str(wh.path.resolve()), wh.path.stat().st_ino)
-        except OSError:  # not created yet
-            key = None
-        if key is None or key not in _SCHEMA_CHECKED:
+        if _file_key(wh.path) not in _SCHEMA_CHECKED:
             wh.init_schema()
-            _SCHEMA_CHECKED.add((str(wh.path.resolve()), wh.path.stat().st_ino))
+            _SCHEMA_CHECKED.add(_file_key(wh.path))
         return wh
 
     def inbox_dir(self) -> Path:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from optimisation.allocation import incentive_periods
 from optimisation.dispatch import BatterySpec, DispatchError, DispatchInputs
 from optimisation.dispatch_matrix import MatrixLP, build_matrix, solve_matrix
 
@@ -417,8 +418,7 @@ def share_periods(ts: Sequence[pd.Timestamp], minutes: int | None) -> np.ndarray
     None when ``minutes`` is None (every interval its own period)."""
     if minutes is None or not len(ts):
         return None
-    floors = pd.DatetimeIndex(ts).floor(f"{minutes}min").asi8
-    return np.unique(floors, return_inverse=True)[1].astype(np.int64)
+    return incentive_periods(ts, "UTC", minutes)
 
 
 def horizon_inputs(

@@ -54,6 +54,8 @@ from pyomo.core.base.var import VarData
 from pyomo.core.staleflag import StaleFlagManager
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
+from optimisation.allocation import per_period
+
 PLAN_COLUMNS: tuple[str, ...] = (
     "member_id",
     "ts",
@@ -1372,12 +1374,9 @@ def _period_shared(
     import)`` over its intervals and players, spread equally over the period's intervals (so
     that it sums to the period's value; with one interval per period, that interval's)."""
     per = inputs.periods
-    n_h = int(per[-1]) + 1
-    imp = np.zeros((grid_import.shape[0], n_h))
-    exp = np.zeros_like(imp)
-    np.add.at(imp.T, per, grid_import.sum(axis=1).T)
-    np.add.at(exp.T, per, grid_export.sum(axis=1).T)
-    return (np.minimum(imp, exp) / np.bincount(per, minlength=n_h))[:, per]
+    imp = per_period(grid_import.sum(axis=1), per)
+    exp = per_period(grid_export.sum(axis=1), per)
+    return (np.minimum(imp, exp) / np.bincount(per))[:, per]
 
 
 def _assemble_plan(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from optimisation.allocation import per_period
 from optimisation.control import (
     CONTROLLERS,
     DayFlows,
@@ -190,13 +191,8 @@ def day_totals(
     """
     grid_cost = float(player_bills(flows, import_price, export_price).sum())
     imp, exp = flows.import_kwh.sum(axis=0), flows.export_kwh.sum(axis=0)
-    if periods is None:
-        shared = float(np.minimum(imp, exp).sum())
-    else:
-        per_imp, per_exp = np.zeros(int(periods.max()) + 1), np.zeros(int(periods.max()) + 1)
-        np.add.at(per_imp, periods, imp)
-        np.add.at(per_exp, periods, exp)
-        shared = float(np.minimum(per_imp, per_exp).sum())
+    per_imp, per_exp = (imp, exp) if periods is None else per_period(np.vstack([imp, exp]), periods)
+    shared = float(np.minimum(per_imp, per_exp).sum())
     net = imp - exp
     incentive = incentive_per_kwh * shared
     ci = np.zeros_like(imp) if carbon_intensity is None else np.asarray(carbon_intensity)
