@@ -298,6 +298,8 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
                 "in_core": bool(game.get("in_core", True)),
                 "core_max_violation": float(game.get("core_max_violation", 0.0)),
                 "core_method": game.get("core_method", "n/a"),
+                "settled_by": settled_by(context.run_id),
+                "input_files": input_files(readings),
             },
         )
     n = len(df)
@@ -320,6 +322,39 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
                 df.pivot(index="member_id", columns="rule", values="amount").to_markdown()
             ),
         }
+    )
+
+
+def settled_by(run_id: str) -> str:
+    """Who settles: ``$ECM_ACTOR`` (the operator or service account a deployment names), else
+    the operating-system user, with the Dagster run that did it."""
+    import getpass
+    import os
+
+    try:
+        user = os.environ.get("ECM_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = f"uid {os.getuid()}"
+    return f"{user} (dagster run {run_id})"
+
+
+def input_files(readings: pd.DataFrame) -> str:
+    """The files the day's readings came from, with their SHA-256 and reading counts, as JSON
+    (estimates name their rule as the source and have no file hash)."""
+    if readings.empty:
+        return "[]"
+    g = (
+        readings.assign(source_sha256=readings["source_sha256"].fillna(""))
+        .groupby(["source", "source_sha256"])
+        .size()
+        .reset_index(name="readings")
+        .sort_values(["source", "source_sha256"])
+    )
+    return json.dumps(
+        [
+            {"file": f, "sha256": h or None, "readings": int(n)}
+            for f, h, n in g.itertuples(index=False)
+        ]
     )
 
 

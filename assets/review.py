@@ -173,6 +173,11 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         settlement_rule=cfg.fairness.settlement_rule,
         incentive_per_kwh=cfg.incentive.rate_per_kwh,
         settlement=version,
+        readings=wh.query(
+            "SELECT p.owner_id AS member_id, r.kwh, r.quality, r.source FROM meter_readings r "
+            "JOIN metering_points p USING (metering_point_id) WHERE r.day = ?",
+            [day],
+        ),
         **common,
     )
     figures = key_figures(saved["summary"], alloc, anom, cfg.fairness.settlement_rule)

@@ -361,6 +361,18 @@ TABLES: dict[str, Table] = {
                 _c("core_method", "VARCHAR", "exact (every coalition) | sampled"),
                 _c("prev_hash", "VARCHAR", "hash of the previous ledger entry"),
                 _c("hash", "VARCHAR", "this version's ledger hash (covers its allocation rows)"),
+                _c(
+                    "settled_by",
+                    "VARCHAR",
+                    "who settled it: $ECM_ACTOR, else the OS user, and the Dagster run",
+                    True,
+                ),
+                _c(
+                    "input_files",
+                    "VARCHAR",
+                    "JSON list of the meter files of the day's readings, each with its SHA-256",
+                    True,
+                ),
             ),
             ("day", "version"),
         ),

@@ -83,6 +83,13 @@ def frame_digest(df: pd.DataFrame, columns: Sequence[str]) -> str:
 
 SETTLEMENT_FIELDS = ("day", "version", "input_hash", "policy_hash", "total", "settlement_rule")
 ALLOCATION_FIELDS = ("rule", "member_id", "amount")
+AUDIT_FIELDS = ("settled_by", "input_files", "reason")
+"""Who settled a version, from which files, and why: in its payload hash (for versions that
+record who settled them; earlier versions keep the payload they were chained with)."""
+
+
+def _recorded(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v)
 
 
 def cents(value: Any) -> str:
@@ -94,6 +101,8 @@ def settlement_payload(version_row: Mapping[str, Any], allocation_rows: pd.DataF
     """Payload hash of a settlement version: its key fields and its allocation rows."""
     head = {k: str(_plain(version_row[k])) for k in SETTLEMENT_FIELDS}
     head["total"] = cents(version_row["total"])
+    if _recorded(version_row.get("settled_by")):  # versions settled before it have none
+        head.update({k: str(version_row.get(k)) for k in AUDIT_FIELDS})
     allocation_rows = allocation_rows.assign(amount=[cents(a) for a in allocation_rows["amount"]])
     return sha256(
         canonical({"version": head, "rows": frame_digest(allocation_rows, ALLOCATION_FIELDS)})

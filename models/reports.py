@@ -313,12 +313,18 @@ version{% endif %}. Settled under the fairness policy approved as
 <tr><th>consumption</th><td class="num">{{ consumption }} kWh</td></tr>
 <tr><th>import from the grid</th><td class="num">{{ imported }} kWh</td></tr>
 <tr><th>export to the grid</th><td class="num">{{ exported }} kWh</td></tr>
+{% if estimated %}<tr id="estimated"><th>of your metered energy, estimated</th>
+<td class="num">{{ estimated.kwh }} kWh of {{ estimated.total }} kWh ({{ estimated.share }})</td>
+</tr>{% endif %}
 {% if standalone_cost %}<tr><th>grid cost acting alone</th>
 <td class="num">{{ standalone_cost }} {{ currency }}</td></tr>{% endif %}
 {% if community_cost %}<tr><th>grid cost with the community plan</th>
 <td class="num">{{ community_cost }} {{ currency }}</td></tr>{% endif %}
 </table>
 
+{% if estimated %}<p class="note" id="estimated-note">{{ estimated.intervals }} interval(s) of
+your meter data had no reading when this was settled and were estimated ({{ estimated.rule }}).
+When the meter's reading arrives, the day is settled again and the difference shown.</p>{% endif %}
 <p class="note" id="footnote">How this works: {{ rule_description }} The community earns an
 incentive of {{ incentive_rate }} {{ currency }} per kWh of shared energy; shared energy in each
 interval is the smaller of the community's total injection and total withdrawal. The
@@ -571,6 +577,29 @@ def render_plan_report(
     return path
 
 
+def _estimated_shares(readings: pd.DataFrame | None) -> dict[str, dict[str, str]]:
+    """Per member with estimated readings: estimated and metered energy [kWh], the share, the
+    number of intervals and the estimation rule (the estimates' ``source``)."""
+    if readings is None or readings.empty:
+        return {}
+    r = readings.assign(kwh=readings["kwh"].astype(float).abs())
+    out = {}
+    for mid, g in r.groupby(r["member_id"].astype(str)):
+        est = g[g["quality"] == "estimated"]
+        if est.empty:
+            continue
+        total = float(g["kwh"].sum())
+        rule = "; ".join(sorted(set(est["source"].astype(str))))
+        out[mid] = {
+            "kwh": _kwh(float(est["kwh"].sum())),
+            "total": _kwh(total),
+            "share": f"{float(est['kwh'].sum()) / total:.1%}" if total > 0 else "n/a",
+            "intervals": str(len(est)),
+            "rule": rule.removeprefix("ecm:estimate(").removesuffix(")"),
+        }
+    return out
+
+
 def render_member_statements(
     day: dt.date,
     out_dir: Path,
@@ -582,6 +611,7 @@ def render_member_statements(
     settlement_rule: str,
     incentive_per_kwh: float,
     settlement: Mapping[str, Any] | None = None,
+    readings: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write one statement per allocated member (and the community fund) plus an index.
 
@@ -609,6 +639,9 @@ def render_member_statements(
         The rule that is billed; its amount is the member's credit.
     incentive_per_kwh : float
         Incentive rate on shared energy [currency/kWh].
+    readings : pandas.DataFrame, optional
+        The day's meter readings with their owner (``member_id``, ``kwh`` [kWh], ``quality``,
+        ``source``): a member with estimated intervals sees their energy, share and rule.
 
     Returns
     -------
@@ -636,6 +669,7 @@ def render_member_statements(
     rules = _ordered_rules(allocations["rule"].astype(str), settlement_rule)
     rule_label = RULE_LABELS.get(settlement_rule, settlement_rule)
 
+    estimated = _estimated_shares(readings)
     st_dir = Path(out_dir) / f"{day}" / "statements"
     st_dir.mkdir(parents=True, exist_ok=True)
     template = _ENV.get_template("statement.html")
@@ -682,6 +716,7 @@ def render_member_statements(
             ),
             incentive_rate=_rate(incentive_per_kwh),
             settlement=settlement,
+            estimated=estimated.get(mid),
             delta=(
                 _money(_to_cents(settle["delta"]))
                 if settle is not None

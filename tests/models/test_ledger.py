@@ -104,6 +104,32 @@ def test_an_altered_amount_or_ledger_row_is_named(wh, tmp_path):
     assert "ledger entry 1" in problems[0] and "does not match" in problems[0]
 
 
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("settled_by", "mallory (dagster run x)"),
+        ("input_files", '[{"file": "m.csv", "sha256": "00", "readings": 24}]'),
+        ("reason", "first settlement (edited)"),
+    ],
+)
+def test_who_settled_from_which_files_and_why_are_in_the_chain(wh, column, value):
+    """Reliability item 18: a version's who, input files and reason are covered by its ledger
+    hash; a version settled before they were recorded keeps the payload it was chained with."""
+    append_settlement(wh, DAY, _allocations({"A": "1.00", "B": "0.50"}), _version())
+    audited = {
+        **_version("in-2"),
+        "settled_by": "operator (dagster run r1)",
+        "input_files": '[{"file": "m.csv", "sha256": "ab", "readings": 24}]',
+    }
+    append_settlement(wh, DAY, _allocations({"A": "0.90", "B": "0.60"}), audited)
+    assert verify(wh) == (2, [])
+    con = duckdb.connect(str(wh.path))
+    con.execute(f"UPDATE settlement_versions SET {column} = ? WHERE version = 2", [value])
+    con.close()
+    problems = verify(wh)[1]
+    assert problems and "2017-06-14 v2" in problems[0] and "altered" in problems[0]
+
+
 def test_rows_deleted_from_a_version_are_detected(wh):
     append_settlement(wh, DAY, _allocations({"A": "1.00", "B": "0.50"}), _version())
     con = duckdb.connect(str(wh.path))

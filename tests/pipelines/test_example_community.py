@@ -23,7 +23,7 @@ from models.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "data" / "examples" / "mannheim"
-DAY1, DAY2 = dt.date(2021, 6, 1), dt.date(2021, 6, 2)
+DAY1, DAY2, DAY3 = dt.date(2021, 6, 1), dt.date(2021, 6, 2), dt.date(2021, 6, 3)
 TZ = "Europe/Berlin"
 
 
@@ -59,8 +59,11 @@ def community(tmp_path_factory):
     ts = pd.to_datetime(june["ts"], utc=True)
     gap = (june["metering_point_id"] == "MP-H02-C") & ts.isin(_local_hours(DAY2, range(10, 13)))
     assert gap.sum() == 3
-    june[~gap].to_csv(inbox / "meters" / "meters_2021-06.csv", index=False)
+    gap3 = (june["metering_point_id"] == "MP-H03-C") & ts.isin(_local_hours(DAY3, range(9, 12)))
+    assert gap3.sum() == 3
+    june[~gap & ~gap3].to_csv(inbox / "meters" / "meters_2021-06.csv", index=False)
     late = june[gap]
+    june[gap3].to_csv(root / "late_MP-H03-C.csv", index=False)  # delivered in the last test
     (inbox / "meters" / "bad.csv").write_text(
         "metering_point_id,ts,kwh\nMP-H01-C,2021-06-01T00:00:00+02:00,0.3\n"
         "MP-H01-C,2021-06-01T01:00:00+02:00,zero\n"
@@ -214,3 +217,58 @@ def test_late_data_then_a_correction_settle_the_day_and_are_never_reverted(commu
         [DAY2],
     )
     assert np.allclose(flows["load_kwh"], corrected["kwh"])
+
+
+def test_estimated_gaps_are_settled_shown_on_the_statement_and_restated_when_read(community, wh):
+    """Reliability items 4 and 18: with ``missing_data: estimate`` a short gap is filled with
+    flagged estimates that name their rule; the member's statement shows the estimated share;
+    the settlement records who settled it and the hash of every input file; the real readings
+    then restate the day, and the ledger still verifies."""
+    import hashlib
+    import json
+
+    root, _, _ = community
+    cfg = root / "community.yaml"
+    cfg.write_text(cfg.read_text().replace("missing_data: refuse", "missing_data: estimate"))
+    result = ecm(root, "run", "--date", str(DAY3))
+    assert result.returncode == 0, result.stdout + result.stderr
+    est = wh.query(
+        "SELECT ts, kwh, source FROM meter_readings "
+        "WHERE metering_point_id = 'MP-H03-C' AND day = ? AND quality = 'estimated'",
+        [DAY3],
+    )
+    assert len(est) == 3
+    assert set(est["source"]) == {"ecm:estimate(mean of the same interval, previous 7 days)"}
+    statement = (root / ".ecm" / "reports" / str(DAY3) / "statements" / "H03.html").read_text()
+    assert 'id="estimated"' in statement and "3 interval(s)" in statement
+    assert "mean of the same interval, previous 7 days" in statement
+    assert (
+        'id="estimated"'
+        not in (root / ".ecm" / "reports" / str(DAY3) / "statements" / "H01.html").read_text()
+    )
+    v1 = wh.read_day("settlement_versions", DAY3).iloc[0]
+    assert v1["reason"] == "first settlement" and "(dagster run " in v1["settled_by"]
+    files = {f["file"]: f for f in json.loads(v1["input_files"])}
+    month = root / "inbox" / "meters" / "processed" / "meters_2021-06.csv"
+    assert files["meters_2021-06.csv"]["sha256"] == hashlib.sha256(month.read_bytes()).hexdigest()
+    assert files["ecm:estimate(mean of the same interval, previous 7 days)"]["readings"] == 3
+
+    late = root / "inbox" / "meters" / "late_MP-H03-C.csv"
+    shutil.move(root / "late_MP-H03-C.csv", late)
+    digest = hashlib.sha256(late.read_bytes()).hexdigest()
+    result = ecm(root, "run", "--date", str(DAY3))
+    assert result.returncode == 0, result.stdout + result.stderr
+    quality = wh.query(
+        "SELECT quality FROM meter_readings WHERE metering_point_id = 'MP-H03-C' AND day = ?",
+        [DAY3],
+    )["quality"]
+    assert set(quality) == {"measured"} and len(quality) == 24
+    versions = wh.read_day("settlement_versions", DAY3).sort_values("version")
+    assert versions["reason"].tolist()[-1] == "meter data corrected (late_MP-H03-C.csv)"
+    files = {f["file"]: f for f in json.loads(versions["input_files"].iloc[-1])}
+    assert files["late_MP-H03-C.csv"]["sha256"] == digest
+    assert not any(f.startswith("ecm:estimate") for f in files)
+    statement = (root / ".ecm" / "reports" / str(DAY3) / "statements" / "H03.html").read_text()
+    assert 'id="estimated"' not in statement and "meter data corrected" in statement
+    verify = ecm(root, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
