@@ -109,7 +109,7 @@ def read_meter_file(path: str | Path) -> pd.DataFrame:
 
 def _check_field_counts(text: str, path: str) -> None:
     """Every CSV row has as many fields as the header (catches decimal commas, truncation)."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -119,14 +119,22 @@ def _check_field_counts(text: str, path: str) -> None:
     try:
         for i, row in enumerate(reader, start=2):
             if row and len(row) != len(header):
+                last = reader.line_num == text.count("\n") + 1 and not text.endswith("\n")
+                hint = (
+                    "the file ends mid-row: truncated?"
+                    if last
+                    else "a decimal comma or a stray delimiter?"
+                )
                 raise MeterFileError(
-                    path,
-                    f"expected {len(header)} fields, got {len(row)} (a decimal comma or a "
-                    "stray delimiter?)",
-                    row=i,
+                    path, f"expected {len(header)} fields, got {len(row)} ({hint})", row=i
                 )
     except csv.Error as exc:
-        raise MeterFileError(path, f"cannot parse: {exc}", row=reader.line_num) from None
+        hint = (
+            " (the file ends inside a quoted field: truncated?)"
+            if "end of data" in str(exc)
+            else ""
+        )
+        raise MeterFileError(path, f"cannot parse: {exc}{hint}", row=reader.line_num) from None
 
 
 def _row_no(i: int, header_rows: int) -> int:

@@ -85,6 +85,46 @@ def test_bad_files_raise_typed_errors_naming_file_row_field(tmp_path, mps, text,
     assert err.field == field
 
 
+@pytest.mark.parametrize(
+    ("cut", "words"),
+    [
+        ("MP-01-C,2017-06-14T08:0", "the file ends mid-row: truncated?"),
+        ('MP-01-C,2017-06-14T08:00:00Z,"0.5', "ends inside a quoted field: truncated?"),
+    ],
+)
+def test_a_truncated_csv_is_refused_at_its_last_row(tmp_path, mps, cut, words):
+    """Reliability item 7: a file cut off mid-transfer names its file and last row."""
+    p = write(tmp_path, GOOD.rsplit("MP-01-C,2017-06-14T08", 1)[0] + cut)
+    with pytest.raises(MeterFileError) as exc:
+        load_meter_file(p, metering_points=mps, tz="America/Los_Angeles")
+    assert str(p) in str(exc.value) and words in str(exc.value) and exc.value.row == 3
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "xlsx"])
+def test_truncated_parquet_and_excel_files_are_refused_by_name(tmp_path, mps, suffix):
+    raw = pd.DataFrame(
+        {"metering_point_id": ["MP-01-C"] * 2, "ts": ["2017-06-14T07:00:00Z"] * 2, "kwh": [1.0, 1]}
+    )
+    whole = tmp_path / f"whole.{suffix}"
+    raw.to_parquet(whole) if suffix == "parquet" else raw.to_excel(whole, index=False)
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(MeterFileError, match=rf"{cut.name}: cannot parse file"):
+        load_meter_file(cut, metering_points=mps, tz="America/Los_Angeles")
+
+
+def test_a_file_above_the_size_limit_is_refused_before_it_is_read(tmp_path, mps, monkeypatch):
+    """Reliability item 7, huge file: refused by its size (MAX_FILE_BYTES, 512 MB; lowered
+    here so the test does not write half a gigabyte), naming the file and the limit."""
+    import models.meters as meters
+
+    p = write(tmp_path, GOOD * 200)
+    monkeypatch.setattr(meters, "MAX_FILE_BYTES", p.stat().st_size - 1)
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("a huge file was read"))
+    with pytest.raises(MeterFileError, match=rf"{p.name}: file larger than {p.stat().st_size - 1}"):
+        load_meter_file(p, metering_points=mps, tz="America/Los_Angeles")
+
+
 def test_identical_duplicate_is_a_noop(tmp_path, mps):
     text = GOOD + "MP-01-C,2017-06-14T07:00:00Z,1.25\n"
     df = load_meter_file(write(tmp_path, text), metering_points=mps, tz="America/Los_Angeles")
