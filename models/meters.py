@@ -8,7 +8,8 @@ column                        meaning
 ============================  ===============================================================
 ``metering_point_id``         a metering point known to the community (master data)
 ``ts``                        interval start, ISO 8601 **with** a UTC offset
-                              (``2017-06-14T07:00:00Z`` or ``2017-06-14T00:00:00-07:00``)
+                              (``2017-06-14T07:00:00Z`` or ``2017-06-14T00:00:00-07:00``);
+                              a local offset must be the community's at that instant
 ``kwh``                       energy in the interval [kWh], dot as decimal separator
 ``quality`` (optional)        ``measured`` (default) or ``estimated``
 ============================  ===============================================================
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from models.timeutil import day_intervals_utc
 
 REQUIRED_COLUMNS = ("metering_point_id", "ts", "kwh")
 QUALITIES = ("measured", "estimated")
@@ -139,6 +142,65 @@ def _check_field_counts(text: str, path: str) -> None:
 
 def _row_no(i: int, header_rows: int) -> int:
     return i + 1 + header_rows
+
+
+def _written_offsets(values: pd.Series) -> np.ndarray:
+    """The UTC offset each timestamp was written with [s]; NaN where it says UTC (``Z`` or
+    +00:00) or is not text."""
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            try:
+                off = pd.Timestamp(v.strip()).utcoffset()
+            except (ValueError, TypeError):
+                continue
+            if off is not None and off.total_seconds() != 0:
+                out[i] = off.total_seconds()
+    return out
+
+
+def _check_local_offsets(
+    raw_ts: pd.Series,
+    ts: pd.Series,
+    mp: pd.Series,
+    metering_points: Mapping[str, MeteringPointInfo],
+    tz: str,
+    source: str,
+    header_rows: int,
+) -> None:
+    """Timestamps written in local time must carry the community's offset at that instant.
+
+    A file that keeps one offset across a clock change (96 quarter-hours written for a
+    23-hour day) would otherwise shift every reading after the change by an hour. Refused,
+    naming the first such row and the day's interval count: "expected 92, got 96".
+    """
+    written = _written_offsets(raw_ts)
+    if np.isnan(written).all():
+        return
+    idx = pd.DatetimeIndex(ts)
+    local = (idx.tz_convert(tz).tz_localize(None) - idx.tz_localize(None)).total_seconds()
+    bad = ~np.isnan(written) & (written != np.asarray(local))
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    m = mp.iloc[i]
+    wall = (idx + pd.to_timedelta(np.nan_to_num(written), unit="s")).tz_localize(None)
+    day = wall[i].date()
+    same = (mp.to_numpy() == m) & ~np.isnan(written) & (wall.date == day)
+    expected = len(day_intervals_utc(day, tz, metering_points[m].interval_minutes))
+    raise MeterFileError(
+        source,
+        f"{m} on {day}: expected {expected}, got {int(same.sum())} intervals written in local "
+        f"time; {raw_ts.iloc[i]} carries UTC offset {_hhmm(written[i])} where {tz} is at "
+        f"{_hhmm(local[i])} (a clock change the file ignores?)",
+        _row_no(i, header_rows),
+        "ts",
+    )
+
+
+def _hhmm(seconds: float) -> str:
+    m = int(round(seconds / 60))
+    return f"{'+' if m >= 0 else '-'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
 
 
 def _parse_ts(values: pd.Series, path: str, header_rows: int) -> pd.Series:
@@ -274,6 +336,7 @@ def validate_meter_frame(
                 "metering_point_id",
             )
     ts = _parse_ts(raw["ts"], source, header_rows)
+    _check_local_offsets(raw["ts"], ts, mp, metering_points, tz, source, header_rows)
     kwh = _parse_kwh(raw["kwh"], source, header_rows)
     if "quality" in raw.columns:
         quality = raw["quality"].astype(str).str.strip().replace({"": "measured"})

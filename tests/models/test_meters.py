@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.master_data import metering_point_index
-from models.meters import MeterFileError, load_meter_file, read_meter_file, validate_meter_frame
+from models.meters import (
+    MeterFileError,
+    MeteringPointInfo,
+    load_meter_file,
+    read_meter_file,
+    validate_meter_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +167,53 @@ def test_fuzzed_bytes_never_crash_the_parser(tmp_path_factory, mps, data):
         validate_meter_frame(raw, source=str(p), metering_points=mps, tz="America/Los_Angeles")
     except MeterFileError:
         pass
+
+
+VIENNA_QH = {"MP-Q": MeteringPointInfo("M1", 15, dt.date(2017, 1, 1))}
+
+
+def _quarter_hours(idx: list[str], path) -> None:
+    pd.DataFrame({"metering_point_id": "MP-Q", "ts": idx, "kwh": "0.1"}).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    ("day", "offset", "expected", "row"),
+    [("2017-03-26", "+01:00", 92, 10), ("2017-10-29", "+02:00", 100, 14)],
+)
+def test_a_96_interval_file_on_a_clock_change_day_is_refused(tmp_path, day, offset, expected, row):
+    """Reliability item 1: 96 quarter-hours written with one offset on a 23- or 25-hour day
+    are refused at the first row past the change, with the day's interval count."""
+    start = pd.Timestamp(f"{day}T00:00:00")
+    p = tmp_path / "q.csv"
+    _quarter_hours(
+        [(start + pd.Timedelta(minutes=15 * k)).isoformat() + offset for k in range(96)], p
+    )
+    with pytest.raises(MeterFileError) as exc:
+        load_meter_file(p, metering_points=VIENNA_QH, tz="Europe/Vienna")
+    assert f"expected {expected}, got 96" in str(exc.value) and "q.csv" in str(exc.value)
+    assert exc.value.row == row and exc.value.field == "ts"
+
+
+@pytest.mark.parametrize(
+    ("day", "n"), [("2017-03-26", 92), ("2017-10-29", 100), ("2017-06-14", 96)]
+)
+def test_local_quarter_hours_of_any_day_are_complete(tmp_path, day, n):
+    from models.ingest import check_readings_complete
+
+    idx = pd.date_range(day, periods=n, freq="15min", tz="Europe/Vienna")
+    p = tmp_path / "q.csv"
+    _quarter_hours([t.isoformat() for t in idx], p)
+    df = load_meter_file(p, metering_points=VIENNA_QH, tz="Europe/Vienna")
+    assert len(df) == n and set(df["day"]) == {dt.date.fromisoformat(day)}
+    assert check_readings_complete(
+        df, dt.date.fromisoformat(day), "Europe/Vienna", VIENNA_QH
+    ).passed
+    utc = pd.DataFrame(
+        {
+            "metering_point_id": "MP-Q",
+            "ts": [t.tz_convert("UTC").isoformat() for t in idx],
+            "kwh": "0.1",
+        }
+    )
+    utc.to_csv(p, index=False)  # the same instants written in UTC
+    assert len(load_meter_file(p, metering_points=VIENNA_QH, tz="Europe/Vienna")) == n
