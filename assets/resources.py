@@ -131,6 +131,8 @@ class OpenMeteoWeatherSource(WeatherSource):
     cache_path: str | None = None
     timeout_s: float = 10.0
     retries: int = 5
+    url: str | None = None
+    """the forecast endpoint; None: Open-Meteo's public API (a self-hosted instance works too)"""
 
     def fetch(
         self, config: CommunityConfig, start: pd.Timestamp, end: pd.Timestamp
@@ -148,6 +150,7 @@ class OpenMeteoWeatherSource(WeatherSource):
             end,
             session=session,
             timeout_s=self.timeout_s,
+            **({"url": self.url} if self.url else {}),
         )
 
 

@@ -515,3 +515,41 @@ def test_live_open_meteo_forecast() -> None:
     assert df["temperature_2m"].between(-30, 55).all()
     assert df["relative_humidity_2m"].between(0, 100).all()
     assert (df[["diffuse_radiation", "direct_normal_irradiance"]] >= 0).all().all()
+
+
+def _closed_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now: connections are refused, as offline
+    return port
+
+
+def test_offline_an_expired_cached_forecast_is_never_served(
+    fontana_bytes: bytes, tmp_path: Path
+) -> None:
+    """Reliability item 12: the cache answers only while its answer is fresh; once it has
+    expired and the network is gone, the fetch fails naming the URL instead of serving it."""
+    with _ScriptedServer([(200, fontana_bytes)]) as server:
+        session = make_session(str(tmp_path / "cache"), expire_after_s=1, retries=0)
+        first = get_openmeteo_forecast(
+            LAT, LON, START, END, session=session, url=server.url, issue_time=ISSUE
+        )
+    assert len(first) == 48
+    again = get_openmeteo_forecast(
+        LAT, LON, START, END, session=session, url=server.url, issue_time=ISSUE
+    )
+    pd.testing.assert_frame_equal(first, again)  # fresh: served from the cache, server gone
+    time.sleep(1.2)
+    with pytest.raises(WeatherSourceError, match=r"127\.0\.0\.1.*failed"):
+        get_openmeteo_forecast(LAT, LON, START, END, session=session, url=server.url)
+
+
+def test_offline_without_a_cache_fails_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1/forecast"
+    with pytest.raises(
+        WeatherSourceError, match=r"request to http://127\.0\.0\.1:\d+/v1/forecast failed"
+    ):
+        get_openmeteo_forecast(
+            LAT, LON, START, END, session=make_session(None, retries=1, backoff_factor=0), url=url
+        )
