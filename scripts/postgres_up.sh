@@ -5,7 +5,9 @@
 set -euo pipefail
 DB="${ECM_PG_DB:-ecm_dagster}"
 ROLE="${ECM_PG_ROLE:-ecm}"
-PASSWORD="${ECM_PG_PASSWORD:-ecm}"
+# a fresh random password each time unless one is given (set on the role below), so that
+# tests can look for it in everything a run writes (reliability item 25)
+PASSWORD="${ECM_PG_PASSWORD:-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}"
 PORT="${ECM_PG_PORT:-5432}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -35,6 +37,8 @@ psql_admin() {
 }
 if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'")" != "1" ]; then
   psql_admin "CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD'" >&2
+else
+  psql_admin "ALTER ROLE $ROLE PASSWORD '$PASSWORD'" >&2
 fi
 if [ "$(psql_admin "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != "1" ]; then
   psql_admin "CREATE DATABASE $DB OWNER $ROLE" >&2
