@@ -13,8 +13,10 @@ from optimisation.dispatch import (
     DispatchError,
     DispatchInputs,
     build_model,
+    is_large,
     solve,
 )
+from optimisation.dispatch_matrix import build_matrix, large_options, solve_matrix
 
 BATTERY_SIZES_KWH = (5.0, 6.4, 10.0, 13.5)
 
@@ -81,29 +83,45 @@ def bench_dispatch(
     -------
     dict
         ``members, intervals, scenarios, variables, constraints, build_s, solve_s, total_s,
-        status, objective`` (seconds [s], objective [currency], None when not solved).
+        status, objective`` (seconds [s], objective [currency], None when not solved) and
+        ``path``: the build and solver :func:`~optimisation.dispatch.plan_day` uses at this
+        size (Pyomo with interior point and crossover, or matrices with HiPO).
     """
     if min(n_members, n_intervals, n_scenarios) < 1:
         raise ValueError("members, intervals and scenarios must be at least 1")
     inputs = dispatch_case(n_members, n_scenarios, n_intervals, seed)
-    t0 = time.perf_counter()
-    model = build_model(inputs)
-    t1 = time.perf_counter()
     status, objective = "optimal", None
-    try:
-        objective = round(solve(model, time_limit_s=time_limit_s).objective, 6)
-    except DispatchError as err:
-        status = f"failed: {err}"
+    t0 = time.perf_counter()
+    if is_large(inputs):  # the path plan_day takes: matrices and HiPO
+        lp = build_matrix(inputs)
+        t1 = time.perf_counter()
+        options = large_options()
+        path = f"matrix, {options['solver']}"
+        try:
+            objective = round(float(solve_matrix(lp, time_limit_s, options).objective), 6)
+        except DispatchError as err:
+            status = f"failed: {err}"
+        size = lp.a.shape[::-1]
+    else:
+        model = build_model(inputs)
+        t1 = time.perf_counter()
+        path = "pyomo, ipm + crossover"
+        try:
+            objective = round(solve(model, time_limit_s=time_limit_s).objective, 6)
+        except DispatchError as err:
+            status = f"failed: {err}"
+        size = (model.nvariables(), model.nconstraints())
     t2 = time.perf_counter()
     return {
         "members": n_members,
         "intervals": n_intervals,
         "scenarios": n_scenarios,
-        "variables": int(model.nvariables()),
-        "constraints": int(model.nconstraints()),
+        "variables": int(size[0]),
+        "constraints": int(size[1]),
         "build_s": round(t1 - t0, 2),
         "solve_s": round(t2 - t1, 2),
         "total_s": round(t2 - t0, 2),
         "status": status,
         "objective": objective,
+        "path": path,
     }
