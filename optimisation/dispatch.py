@@ -104,9 +104,10 @@ CAPS_MIN_COST = 1e-9
 which the physical caps are left out as implied (see :func:`_caps_implied`)."""
 
 HIGHS_OPTIONS: Mapping[str, object] = types.MappingProxyType(
-    {"solver": "ipm", "run_crossover": "on", "mip_feasibility_tolerance": 1e-8}
+    {"solver": "ipx", "run_crossover": "on", "mip_feasibility_tolerance": 1e-8}
 )
-"""Default HiGHS options. Interior point plus crossover (a vertex solution) is as fast as dual
+"""Default HiGHS options. Interior point (IPX, named: with ``highspy-extras`` installed, "ipm"
+means HiPO, which is slower on these small LPs) plus crossover (a vertex solution) is as fast as dual
 simplex on small days and about 6x faster on large ones (P=1000, S=8, T=24: 65 s vs 406 s),
 where the sharing coupling makes simplex highly degenerate. The MIP feasibility tolerance is
 1e-8 instead of HiGHS's 1e-6: with the netting binaries, 1e-6 let a battery "discharge"

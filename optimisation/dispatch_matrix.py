@@ -429,8 +429,10 @@ def solve_matrix(
 
     Interior point with crossover, as for the plan: on the 8-week closed-loop benchmark it
     gives the real-time layer the same result as the Pyomo build did (1750.44 against
-    1750.36 USD); dual simplex was 0.2 s a day faster but picked other optimal first moves,
-    worth 7.60 USD less over the 8 weeks.
+    1750.36 USD with HiGHS 1.16; 1749.90 with 1.15.1, whose IPX returns other optimal
+    vertices on three of the 56 days); dual simplex was 0.2 s a day faster but picked other
+    optimal first moves, worth 7.60 USD less over the 8 weeks. IPX is named: with
+    ``highspy-extras`` installed "ipm" selects HiPO, 60 % slower on these small LPs.
 
     An infeasibility the inputs do not explain is re-checked without presolve, as
     :func:`optimisation.dispatch.solve` does.
@@ -503,7 +505,7 @@ def large_options() -> dict[str, object]:
     """HiGHS options for a large plan: HiPO on every core without crossover, or IPX without
     crossover where HiPO is not installed. No vertex solution: on large plans crossover
     costs more than the interior point solve (see :data:`HIGHS_OPTIONS` for small ones)."""
-    solver = "hipo" if hipo_available() else "ipm"
+    solver = "hipo" if hipo_available() else "ipx"
     return {
         "solver": solver,
         "run_crossover": "off",
@@ -571,7 +573,7 @@ def plan_large(
         # HiPO stopped without a verdict (seen on degenerate days, e.g. everything zero):
         # IPX decides, in the time left
         left = max(time_limit_s - (time.perf_counter() - start), 1.0)
-        solve_matrix(lp, time_limit_s=left, options={**options, "solver": "ipm"})
+        solve_matrix(lp, time_limit_s=left, options={**options, "solver": "ipx"})
     report = SolveReport(
         termination_condition=TerminationCondition.convergenceCriteriaSatisfied.name,
         objective=float(lp.objective if lp.objective is not None else np.nan),
