@@ -107,12 +107,12 @@ HIGHS_OPTIONS: Mapping[str, object] = types.MappingProxyType(
     {"solver": "ipx", "run_crossover": "on", "mip_feasibility_tolerance": 1e-8}
 )
 """Default HiGHS options. Interior point (IPX, named: with ``highspy-extras`` installed, "ipm"
-means HiPO, which is slower on these small LPs) plus crossover (a vertex solution) is as fast as dual
-simplex on small days and about 6x faster on large ones (P=1000, S=8, T=24: 65 s vs 406 s),
+means HiPO, which is slower on these small LPs) plus crossover (a vertex solution) is as fast as
+dual simplex on small days and about 6x faster on large ones (P=1000, S=8, T=24: 65 s vs 406 s),
 where the sharing coupling makes simplex highly degenerate. The MIP feasibility tolerance is
-1e-8 instead of HiGHS's 1e-6: with the netting binaries, 1e-6 let a battery "discharge"
--1e-6 kWh to export a 1e-6 kWh PV reading it could not otherwise place (found by the plan
-property test), an energy that :data:`ENERGY_EPS` keeps in the data."""
+1e-8 instead of HiGHS's 1e-6: with the netting binaries, 1e-6 let a battery "discharge" -1e-6
+kWh to export a 1e-6 kWh PV reading it could not otherwise place (found by the plan property
+test), an energy that :data:`ENERGY_EPS` keeps in the data."""
 
 
 # --------------------------------------------------------------------------------------------
