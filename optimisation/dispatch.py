@@ -55,6 +55,7 @@ from pyomo.core.staleflag import StaleFlagManager
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from optimisation.allocation import per_period
+from optimisation.hvac import HvacInputError, HvacSpec, comfort_cost, define_hvac
 
 PLAN_COLUMNS: tuple[str, ...] = (
     "member_id",
@@ -297,6 +298,12 @@ class DispatchInputs:
         :func:`optimisation.allocation.incentive_periods`): shared energy is the minimum of
         each period's summed export and import, as the Italian incentive is settled. Default:
         every interval its own period.
+    hvac : Mapping[str, HvacSpec], optional
+        Air conditioner per player (:mod:`optimisation.hvac`): its electricity is planned with
+        the batteries, inside its dwelling's comfort band. Needs ``outdoor_temp_c`` and an LP
+        where simultaneous import and export cannot pay.
+    outdoor_temp_c : numpy.ndarray, optional
+        Outdoor temperature forecast per interval, shape (T,) [degC].
 
     Raises
     ------
@@ -325,6 +332,8 @@ class DispatchInputs:
     feeder_cap_kwh: float | None = None
     standalone_cost: np.ndarray | None = None
     share_periods: np.ndarray | None = None
+    hvac: Mapping[str, HvacSpec] | None = None
+    outdoor_temp_c: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place
@@ -450,6 +459,32 @@ class DispatchInputs:
             per = per.astype(np.int64)
             per.setflags(write=False)
             set_(self, "share_periods", per)
+        if self.hvac:
+            hvac = dict(self.hvac)
+            for h, spec in hvac.items():
+                if h not in players:
+                    raise DispatchInputError(f"hvac: player {h!r} is not in players")
+                if not isinstance(spec, HvacSpec):
+                    raise DispatchInputError(f"hvac[{h!r}]: expected HvacSpec, got {spec!r}")
+                try:
+                    spec.band(t)
+                except HvacInputError as exc:
+                    raise DispatchInputError(f"hvac[{h!r}]: {exc}") from None
+            if self.outdoor_temp_c is None:
+                raise DispatchInputError("hvac needs outdoor_temp_c, shape (T,) [degC]")
+            set_(
+                self,
+                "outdoor_temp_c",
+                _as_array("outdoor_temp_c", self.outdoor_temp_c, (t,), False),
+            )
+            if not self.simultaneous_flows_unprofitable:
+                raise DispatchInputError(
+                    "hvac: planned only where simultaneous import and export cannot pay (the "
+                    "incentive below the import-export spread in every interval)"
+                )
+            set_(self, "hvac", types.MappingProxyType(hvac))
+        else:
+            set_(self, "hvac", None)
 
     @property
     def simultaneous_flows_unprofitable(self) -> bool:
@@ -534,6 +569,8 @@ class DispatchResult:
     plan: pd.DataFrame
     report: SolveReport
     summary: dict[str, float] = field(default_factory=dict)
+    hvac: pd.DataFrame | None = None
+    """the air conditioners' schedule and indoor temperatures (:func:`extract_hvac`), if any"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,6 +624,9 @@ class _ModelData:
     netting_binaries: bool = False
     physical_caps: bool = True
     periods: list[list[int]] = field(default_factory=list)  # intervals of each share period
+    hvac: Mapping[str, HvacSpec] = field(default_factory=dict)
+    outdoor: list[float] = field(default_factory=list)  # [t] degC
+    dt: float = 1.0  # interval length [h]
 
     @classmethod
     def from_inputs(cls, inputs: DispatchInputs) -> _ModelData:
@@ -642,6 +682,9 @@ class _ModelData:
                 np.flatnonzero(inputs.periods == h).tolist()
                 for h in range(int(inputs.periods[-1]) + 1)
             ],
+            hvac=dict(inputs.hvac or {}),
+            outdoor=inputs.outdoor_temp_c.tolist() if inputs.outdoor_temp_c is not None else [],
+            dt=inputs.interval_hours,
         )
 
 
@@ -719,8 +762,9 @@ def _define_grid_variables(m: pyo.ConcreteModel, d: _ModelData) -> None:
     pidx = d.player_index
 
     def import_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
-        # without a battery the physical cap import <= load is a plain bound
-        return (0.0, None) if p in has_battery else (0.0, d.load[s][pidx[p]][t])
+        # without a battery or an air conditioner the physical cap import <= load is a bound
+        flexible = p in has_battery or p in d.hvac
+        return (0.0, None) if flexible else (0.0, d.load[s][pidx[p]][t])
 
     def export_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
         return (0.0, None) if p in has_battery else (0.0, d.pv[s][pidx[p]][t])
@@ -751,6 +795,8 @@ def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
         flows = m.grid_import[s, p, t] - m.grid_export[s, p, t]
         if p in has_battery:
             flows = flows - m.charge[p, t] + m.discharge[p, t]
+        if p in d.hvac:
+            flows = flows - m.hvac_power[p, t]
         return flows == d.net[s][pidx[p]][t]
 
     m.energy_balance = pyo.Constraint(
@@ -758,7 +804,7 @@ def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
         m.P,
         m.T,
         rule=balance,
-        doc="load - pv + charge - discharge = import - export, per scenario [kWh]",
+        doc="load + hvac - pv + charge - discharge = import - export, per scenario [kWh]",
     )
 
 
@@ -779,7 +825,10 @@ def _define_physical_caps(m: pyo.ConcreteModel, d: _ModelData) -> None:
         m.S,
         m.B,
         m.T,
-        rule=lambda m, s, b, t: m.grid_import[s, b, t] - m.charge[b, t] <= d.load[s][pidx[b]][t],
+        rule=lambda m, s, b, t: (
+            m.grid_import[s, b, t] - m.charge[b, t] - (m.hvac_power[b, t] if b in d.hvac else 0.0)
+            <= d.load[s][pidx[b]][t]
+        ),
         doc="import <= load + charge: no import beyond what is consumed or stored [kWh]",
     )
     m.export_cap = pyo.Constraint(
@@ -996,6 +1045,8 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
             for b in d.batteries
             for t in d.intervals
         )
+    if d.hvac:
+        terms.append(comfort_cost(m, d.dt))
     m.objective = pyo.Objective(
         expr=pyo.quicksum(terms),
         sense=pyo.minimize,
@@ -1004,10 +1055,16 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
     )
 
 
+def _define_hvac(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """Air conditioners and their dwellings' RC models (:func:`optimisation.hvac.define_hvac`)."""
+    define_hvac(m, d.hvac, d.outdoor, d.dt)
+
+
 _DEFINE_STEPS: tuple[Callable[[pyo.ConcreteModel, _ModelData], None], ...] = (
     _define_sets,
     _define_battery_variables,
     _define_soc_dynamics,
+    _define_hvac,
     _define_grid_variables,
     _define_energy_balance,
     _define_physical_caps,
@@ -1498,8 +1555,69 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
     if inputs.simultaneous_flows_unprofitable:
         keep[:] = False  # netting them never costs more: any gross flow is a tie, not a choice
+    if inputs.hvac:  # the air conditioners' electricity is part of each dwelling's load
+        inputs = with_hvac_load(inputs, hvac_schedule(model, inputs))
     imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
     return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
+
+
+def hvac_schedule(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarray:
+    """Planned air conditioner electricity per player and interval, (P, T) [kWh] (0 without
+    one), solver noise clipped into the unit's range."""
+    p_n, t_n = len(inputs.players), inputs.n_intervals
+    out = np.zeros((p_n, t_n))
+    for i, p in enumerate(inputs.players):
+        spec = (inputs.hvac or {}).get(p)
+        if spec is not None:
+            idx = [(p, t) for t in range(t_n)]
+            out[i] = _clip_noise(
+                _values(model.hvac_power, idx, f"hvac of {p}"),
+                0.0,
+                spec.max_power_kw * inputs.interval_hours,
+                "hvac_power",
+            )
+    return out
+
+
+def with_hvac_load(inputs: DispatchInputs, hvac_kwh: np.ndarray) -> DispatchInputs:
+    """``inputs`` with the air conditioners' electricity ``hvac_kwh`` (P, T) [kWh] added to
+    every scenario's load and the units removed: the fixed-load problem the plan's rows and
+    money describe."""
+    import dataclasses
+
+    return dataclasses.replace(
+        inputs, load_kwh=inputs.load_kwh + hvac_kwh[None], hvac=None, outdoor_temp_c=None
+    )
+
+
+def extract_hvac(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.DataFrame:
+    """The air conditioners' plan: ``member_id, ts, hvac_kwh`` [kWh], ``indoor_temp_c``,
+    ``t_min_c``, ``t_max_c`` [degC] and ``outside_band_k`` [K], per interval (empty without
+    air conditioners). The temperature is re-simulated from the clipped schedule."""
+    from optimisation.hvac import simulate
+
+    rows = []
+    sched = hvac_schedule(model, inputs) if inputs.hvac else None
+    for p, spec in (inputs.hvac or {}).items():
+        assert sched is not None and inputs.outdoor_temp_c is not None
+        row = inputs.players.index(p)
+        temps = simulate(spec, inputs.outdoor_temp_c, inputs.interval_hours, sched[row])
+        lo, hi = spec.band(inputs.n_intervals)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "member_id": p,
+                    "ts": pd.DatetimeIndex(inputs.ts),
+                    "hvac_kwh": sched[row],
+                    "indoor_temp_c": temps,
+                    "t_min_c": lo,
+                    "t_max_c": hi,
+                    "outside_band_k": np.maximum(lo - temps, 0) + np.maximum(temps - hi, 0),
+                }
+            )
+        )
+    cols = ["member_id", "ts", "hvac_kwh", "indoor_temp_c", "t_min_c", "t_max_c", "outside_band_k"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1650,7 +1768,11 @@ def is_large(inputs: DispatchInputs) -> bool:
     """Whether :func:`plan_day` takes the matrix path: more than :data:`LARGE_PLAN_COLUMNS`
     columns, and an LP (where simultaneous import and export could pay, the netting binaries
     make a MILP, which stays on the Pyomo model)."""
-    return lp_columns(inputs) > LARGE_PLAN_COLUMNS and inputs.simultaneous_flows_unprofitable
+    return (
+        lp_columns(inputs) > LARGE_PLAN_COLUMNS
+        and inputs.simultaneous_flows_unprofitable
+        and not inputs.hvac  # air conditioners are in the Pyomo model only
+    )
 
 
 def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchResult:
@@ -1681,6 +1803,7 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         The LP was not solved to optimality; no plan is returned. Callers may fall back to
         :func:`rule_based_plan`.
     """
+    hvac = None
     if is_large(inputs):
         from optimisation.dispatch_matrix import plan_large  # it builds on this module
 
@@ -1689,6 +1812,9 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         model = build_model(inputs)
         report = solve(model, time_limit_s=time_limit_s)
         plan = extract_results(model, inputs)
+        if inputs.hvac:
+            hvac = extract_hvac(model, inputs)
+            inputs = with_hvac_load(inputs, hvac_schedule(model, inputs))
     mine = summarise_plan(plan, inputs)
     base = no_battery_baseline(inputs)
     summary = {
@@ -1702,4 +1828,4 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         "expected_shared_kwh": mine["expected_shared_kwh"],
         "objective": report.objective,
     }
-    return DispatchResult(plan=plan, report=report, summary=summary)
+    return DispatchResult(plan=plan, report=report, summary=summary, hvac=hvac)

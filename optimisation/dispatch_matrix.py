@@ -243,6 +243,10 @@ def build_matrix(
     -------
     MatrixLP
     """
+    if inputs.hvac:
+        raise NotImplementedError(
+            "air conditioners are planned by the Pyomo model (optimisation.dispatch.build_model)"
+        )
     start = time.perf_counter()
     d = _ModelData.from_inputs(inputs)
     s_n, p_n, t_n = len(d.scenarios), len(d.players), len(d.intervals)
@@ -568,12 +572,14 @@ def plan_large(
         solve_matrix(lp, time_limit_s=time_limit_s, options=options)
     except DispatchError as err:
         proven = err.termination_condition in ("provenInfeasible", "maxTimeLimit")
-        if options["solver"] != "hipo" or proven:
+        if proven or options.get("run_crossover") == "on":
             raise
-        # HiPO stopped without a verdict (seen on degenerate days, e.g. everything zero):
-        # IPX decides, in the time left
+        # HiPO stopped without a verdict (seen on tiny degenerate days, where IPX without
+        # crossover stops "imprecise" too): IPX with crossover decides, in the time left
         left = max(time_limit_s - (time.perf_counter() - start), 1.0)
-        solve_matrix(lp, time_limit_s=left, options={**options, "solver": "ipx"})
+        solve_matrix(
+            lp, time_limit_s=left, options={**options, "solver": "ipx", "run_crossover": "on"}
+        )
     report = SolveReport(
         termination_condition=TerminationCondition.convergenceCriteriaSatisfied.name,
         objective=float(lp.objective if lp.objective is not None else np.nan),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_dispatch import check_plan
@@ -184,8 +184,24 @@ def test_hipo_is_installed() -> None:
     assert large_options()["solver"] == "hipo"
 
 
+DEGENERATE = DispatchInputs(  # HiPO and IPX without crossover both stopped "imprecise" here
+    ts=(pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-03-01 01:00", tz="UTC")),
+    interval_hours=1.0,
+    players=("OWNER",),
+    batteries={"OWNER": BatterySpec(2.0, 1.0, 1.0, 0.0)},
+    load_kwh=np.ones((1, 1, 2)),
+    pv_kwh=np.zeros((1, 1, 2)),
+    import_price=np.full((1, 2), 0.5),
+    export_price=np.zeros((1, 2)),
+    probabilities=np.ones(1),
+    incentive_per_kwh=0.0,
+    cycling_penalty_per_kwh=0.0,
+)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs=inputs_with_every_term())
+@example(inputs=DEGENERATE)
 def test_the_large_plan_path_gives_the_pyomo_plans_optimum_and_a_valid_plan(
     inputs: DispatchInputs,
 ) -> None:
