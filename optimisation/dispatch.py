@@ -55,7 +55,14 @@ from pyomo.core.staleflag import StaleFlagManager
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from optimisation.allocation import per_period
-from optimisation.hvac import HvacInputError, HvacSpec, comfort_cost, define_hvac
+from optimisation.ev import EvInputError, EvSpec, define_ev, ev_frame, shortfall_cost
+from optimisation.hvac import (
+    HvacInputError,
+    HvacSpec,
+    check_feasible,
+    comfort_cost,
+    define_hvac,
+)
 
 PLAN_COLUMNS: tuple[str, ...] = (
     "member_id",
@@ -304,6 +311,10 @@ class DispatchInputs:
         where simultaneous import and export cannot pay.
     outdoor_temp_c : numpy.ndarray, optional
         Outdoor temperature forecast per interval, shape (T,) [degC].
+    evs : Mapping[str, EvSpec], optional
+        EV stays by id (:mod:`optimisation.ev`): charged on their owner's connection to the
+        energy needed by departure. Needs an LP where simultaneous import and export cannot
+        pay.
 
     Raises
     ------
@@ -334,6 +345,7 @@ class DispatchInputs:
     share_periods: np.ndarray | None = None
     hvac: Mapping[str, HvacSpec] | None = None
     outdoor_temp_c: np.ndarray | None = None
+    evs: Mapping[str, EvSpec] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place
@@ -472,11 +484,13 @@ class DispatchInputs:
                     raise DispatchInputError(f"hvac[{h!r}]: {exc}") from None
             if self.outdoor_temp_c is None:
                 raise DispatchInputError("hvac needs outdoor_temp_c, shape (T,) [degC]")
-            set_(
-                self,
-                "outdoor_temp_c",
-                _as_array("outdoor_temp_c", self.outdoor_temp_c, (t,), False),
-            )
+            outdoor = _as_array("outdoor_temp_c", self.outdoor_temp_c, (t,), False)
+            set_(self, "outdoor_temp_c", outdoor)
+            for h, spec in hvac.items():
+                try:
+                    check_feasible(h, spec, outdoor, dt)
+                except HvacInputError as exc:
+                    raise DispatchInputError(str(exc)) from None
             if not self.simultaneous_flows_unprofitable:
                 raise DispatchInputError(
                     "hvac: planned only where simultaneous import and export cannot pay (the "
@@ -485,6 +499,24 @@ class DispatchInputs:
             set_(self, "hvac", types.MappingProxyType(hvac))
         else:
             set_(self, "hvac", None)
+        if self.evs:
+            evs = dict(self.evs)
+            for e, spec in evs.items():
+                if not isinstance(spec, EvSpec):
+                    raise DispatchInputError(f"evs[{e!r}]: expected EvSpec, got {spec!r}")
+                if spec.owner not in players:
+                    raise DispatchInputError(f"evs[{e!r}]: owner {spec.owner!r} is not a player")
+                try:
+                    spec.check(e, t, dt)
+                except EvInputError as exc:
+                    raise DispatchInputError(str(exc)) from None
+            if not self.simultaneous_flows_unprofitable:
+                raise DispatchInputError(
+                    "evs: planned only where simultaneous import and export cannot pay"
+                )
+            set_(self, "evs", types.MappingProxyType(evs))
+        else:
+            set_(self, "evs", None)
 
     @property
     def simultaneous_flows_unprofitable(self) -> bool:
@@ -571,6 +603,8 @@ class DispatchResult:
     summary: dict[str, float] = field(default_factory=dict)
     hvac: pd.DataFrame | None = None
     """the air conditioners' schedule and indoor temperatures (:func:`extract_hvac`), if any"""
+    ev: pd.DataFrame | None = None
+    """the EVs' charging, delivered energy and shortfall (:func:`optimisation.ev.ev_frame`)"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,6 +660,7 @@ class _ModelData:
     periods: list[list[int]] = field(default_factory=list)  # intervals of each share period
     hvac: Mapping[str, HvacSpec] = field(default_factory=dict)
     outdoor: list[float] = field(default_factory=list)  # [t] degC
+    evs: Mapping[str, EvSpec] = field(default_factory=dict)
     dt: float = 1.0  # interval length [h]
 
     @classmethod
@@ -683,6 +718,7 @@ class _ModelData:
                 for h in range(int(inputs.periods[-1]) + 1)
             ],
             hvac=dict(inputs.hvac or {}),
+            evs=dict(inputs.evs or {}),
             outdoor=inputs.outdoor_temp_c.tolist() if inputs.outdoor_temp_c is not None else [],
             dt=inputs.interval_hours,
         )
@@ -761,9 +797,11 @@ def _define_grid_variables(m: pyo.ConcreteModel, d: _ModelData) -> None:
     has_battery = set(d.batteries)
     pidx = d.player_index
 
+    ev_owners = {e.owner for e in d.evs.values()}
+
     def import_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
         # without a battery or an air conditioner the physical cap import <= load is a bound
-        flexible = p in has_battery or p in d.hvac
+        flexible = p in has_battery or p in d.hvac or p in ev_owners
         return (0.0, None) if flexible else (0.0, d.load[s][pidx[p]][t])
 
     def export_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
@@ -791,12 +829,18 @@ def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
     has_battery = set(d.batteries)
     pidx = d.player_index
 
+    evs_of: dict[str, list[str]] = {}
+    for e, spec in d.evs.items():
+        evs_of.setdefault(spec.owner, []).append(e)
+
     def balance(m: pyo.ConcreteModel, s: int, p: str, t: int) -> object:
         flows = m.grid_import[s, p, t] - m.grid_export[s, p, t]
         if p in has_battery:
             flows = flows - m.charge[p, t] + m.discharge[p, t]
         if p in d.hvac:
             flows = flows - m.hvac_power[p, t]
+        for e in evs_of.get(p, ()):
+            flows = flows - m.ev_charge[e, t]
         return flows == d.net[s][pidx[p]][t]
 
     m.energy_balance = pyo.Constraint(
@@ -826,7 +870,10 @@ def _define_physical_caps(m: pyo.ConcreteModel, d: _ModelData) -> None:
         m.B,
         m.T,
         rule=lambda m, s, b, t: (
-            m.grid_import[s, b, t] - m.charge[b, t] - (m.hvac_power[b, t] if b in d.hvac else 0.0)
+            m.grid_import[s, b, t]
+            - m.charge[b, t]
+            - (m.hvac_power[b, t] if b in d.hvac else 0.0)
+            - sum(m.ev_charge[e, t] for e, v in d.evs.items() if v.owner == b)
             <= d.load[s][pidx[b]][t]
         ),
         doc="import <= load + charge: no import beyond what is consumed or stored [kWh]",
@@ -1047,6 +1094,8 @@ def _define_objective(m: pyo.ConcreteModel, d: _ModelData) -> None:
         )
     if d.hvac:
         terms.append(comfort_cost(m, d.dt))
+    if d.evs:
+        terms.append(shortfall_cost(m))
     m.objective = pyo.Objective(
         expr=pyo.quicksum(terms),
         sense=pyo.minimize,
@@ -1060,11 +1109,17 @@ def _define_hvac(m: pyo.ConcreteModel, d: _ModelData) -> None:
     define_hvac(m, d.hvac, d.outdoor, d.dt)
 
 
+def _define_ev(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """EV charging within each stay (:func:`optimisation.ev.define_ev`)."""
+    define_ev(m, d.evs, d.dt)
+
+
 _DEFINE_STEPS: tuple[Callable[[pyo.ConcreteModel, _ModelData], None], ...] = (
     _define_sets,
     _define_battery_variables,
     _define_soc_dynamics,
     _define_hvac,
+    _define_ev,
     _define_grid_variables,
     _define_energy_balance,
     _define_physical_caps,
@@ -1555,8 +1610,8 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
     if inputs.simultaneous_flows_unprofitable:
         keep[:] = False  # netting them never costs more: any gross flow is a tie, not a choice
-    if inputs.hvac:  # the air conditioners' electricity is part of each dwelling's load
-        inputs = with_hvac_load(inputs, hvac_schedule(model, inputs))
+    if inputs.hvac or inputs.evs:  # flexible loads' electricity is part of their owner's load
+        inputs = with_hvac_load(inputs, flexible_load(model, inputs))
     imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
     return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
 
@@ -1579,6 +1634,29 @@ def hvac_schedule(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarra
     return out
 
 
+def ev_schedule(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarray:
+    """Planned EV charging per stay and interval, (E, T) [kWh, grid side], in ``inputs.evs``
+    order, solver noise clipped."""
+    evs = inputs.evs or {}
+    out = np.zeros((len(evs), inputs.n_intervals))
+    for k, (e, spec) in enumerate(evs.items()):
+        idx = [(e, t) for t in range(inputs.n_intervals)]
+        hi = spec.max_power_kw * inputs.interval_hours
+        out[k] = _clip_noise(_values(model.ev_charge, idx, f"EV {e}"), 0.0, hi, "ev_charge")
+    return out
+
+
+def flexible_load(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarray:
+    """Air conditioners' and EVs' planned electricity per player and interval, (P, T) [kWh]."""
+    out = hvac_schedule(model, inputs) if inputs.hvac else np.zeros(inputs.load_kwh.shape[1:])
+    if inputs.evs:
+        row = {p: i for i, p in enumerate(inputs.players)}
+        charge = ev_schedule(model, inputs)
+        for k, spec in enumerate(inputs.evs.values()):
+            out[row[spec.owner]] += charge[k]
+    return out
+
+
 def with_hvac_load(inputs: DispatchInputs, hvac_kwh: np.ndarray) -> DispatchInputs:
     """``inputs`` with the air conditioners' electricity ``hvac_kwh`` (P, T) [kWh] added to
     every scenario's load and the units removed: the fixed-load problem the plan's rows and
@@ -1586,7 +1664,11 @@ def with_hvac_load(inputs: DispatchInputs, hvac_kwh: np.ndarray) -> DispatchInpu
     import dataclasses
 
     return dataclasses.replace(
-        inputs, load_kwh=inputs.load_kwh + hvac_kwh[None], hvac=None, outdoor_temp_c=None
+        inputs,
+        load_kwh=inputs.load_kwh + hvac_kwh[None],
+        hvac=None,
+        outdoor_temp_c=None,
+        evs=None,
     )
 
 
@@ -1771,7 +1853,8 @@ def is_large(inputs: DispatchInputs) -> bool:
     return (
         lp_columns(inputs) > LARGE_PLAN_COLUMNS
         and inputs.simultaneous_flows_unprofitable
-        and not inputs.hvac  # air conditioners are in the Pyomo model only
+        and not inputs.hvac  # air conditioners and EVs are in the Pyomo model only
+        and not inputs.evs
     )
 
 
@@ -1803,7 +1886,7 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         The LP was not solved to optimality; no plan is returned. Callers may fall back to
         :func:`rule_based_plan`.
     """
-    hvac = None
+    hvac = ev = None
     if is_large(inputs):
         from optimisation.dispatch_matrix import plan_large  # it builds on this module
 
@@ -1814,7 +1897,10 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         plan = extract_results(model, inputs)
         if inputs.hvac:
             hvac = extract_hvac(model, inputs)
-            inputs = with_hvac_load(inputs, hvac_schedule(model, inputs))
+        if inputs.evs:
+            ev = ev_frame(inputs.evs, ev_schedule(model, inputs), pd.DatetimeIndex(inputs.ts))
+        if inputs.hvac or inputs.evs:
+            inputs = with_hvac_load(inputs, flexible_load(model, inputs))
     mine = summarise_plan(plan, inputs)
     base = no_battery_baseline(inputs)
     summary = {
@@ -1828,4 +1914,4 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         "expected_shared_kwh": mine["expected_shared_kwh"],
         "objective": report.objective,
     }
-    return DispatchResult(plan=plan, report=report, summary=summary, hvac=hvac)
+    return DispatchResult(plan=plan, report=report, summary=summary, hvac=hvac, ev=ev)

@@ -243,9 +243,10 @@ def build_matrix(
     -------
     MatrixLP
     """
-    if inputs.hvac:
+    if inputs.hvac or inputs.evs:
         raise NotImplementedError(
-            "air conditioners are planned by the Pyomo model (optimisation.dispatch.build_model)"
+            "air conditioners and EVs are planned by the Pyomo model "
+            "(optimisation.dispatch.build_model)"
         )
     start = time.perf_counter()
     d = _ModelData.from_inputs(inputs)

@@ -10,9 +10,11 @@ The indoor air temperature of a dwelling with an air conditioner of coefficient 
 with ``R`` the thermal resistance of the envelope [K/kW], ``C`` the thermal capacitance of the
 air and furniture [kWh/K], ``s = +1`` when cooling and ``-1`` when heating, and ``T[-1]`` the
 measured temperature at the start of the day. Comfort asks ``T_min[t] <= T[t] <= T_max[t]``;
-in the LP the band is soft (each kelvin-hour outside it costs
-:data:`COMFORT_PENALTY_PER_KELVIN_HOUR`), so that an undersized unit on a hot day gives a plan
-with its violations reported instead of no plan. The electrical power is first stage (one
+a band the unit cannot hold is refused before solving (:func:`check_feasible`, exact for
+this monotone model). In the LP the band is soft (each kelvin-hour outside it costs
+:data:`COMFORT_PENALTY_PER_KELVIN_HOUR`, far above the energy that avoids it), so that a
+contracted-power limit that stops the unit gives a plan with its violation reported instead of
+no plan. The electrical power is first stage (one
 schedule for every scenario, like the batteries'), since the outdoor temperature is one
 forecast.
 
@@ -104,6 +106,49 @@ class HvacSpec:
         if (out[0] > out[1]).any():
             raise HvacInputError("HvacSpec: t_min_c above t_max_c in some interval")
         return out[0], out[1]
+
+
+def check_feasible(name: str, spec: HvacSpec, outdoor_c: np.ndarray, interval_hours: float) -> None:
+    """Refuse a comfort band the unit cannot hold, before any solve.
+
+    Exact for the RC model: the temperatures the dwelling can be in at the end of interval
+    ``t``, having stayed inside the band so far, form an interval, the image of the previous
+    one under the model with the power anywhere between off and full, cut to the band. The
+    band can be held all day if and only if that interval is never empty.
+
+    Raises
+    ------
+    HvacInputError
+        Naming the member, the asset and the field, with the first interval that fails.
+    """
+    n = len(outdoor_c)
+    lo, hi = spec.band(n)
+    dt, r, c = interval_hours, spec.r_k_per_kw, spec.c_kwh_per_k
+    a = 1.0 - dt / (r * c)
+    swing = spec.cop * spec.max_power_kw * dt / c  # temperature change of full power [K]
+    low = high = spec.t_initial_c
+    tol = 1e-6
+    for k in range(n):
+        drift = dt * outdoor_c[k] / (r * c)
+        ends = (a * low + drift, a * high + drift)
+        free_lo, free_hi = min(ends), max(ends)  # with the unit off
+        if spec.mode == "cooling":
+            reach_lo, reach_hi = free_lo - swing, free_hi
+        else:
+            reach_lo, reach_hi = free_lo, free_hi + swing
+        low, high = max(reach_lo, lo[k]), min(reach_hi, hi[k])
+        if low > high + tol:
+            if reach_lo > hi[k]:
+                field, what = "t_max_c", f"cannot be kept below {hi[k]:.2f} degC"
+                hint = "raise max_power_kw or t_max_c"
+            else:
+                field, what = "t_min_c", f"cannot be kept above {lo[k]:.2f} degC"
+                hint = "lower t_min_c" if spec.mode == "cooling" else "raise max_power_kw"
+            raise HvacInputError(
+                f"member {name!r}, air conditioner, field {field!r}: the band cannot be held; "
+                f"in interval {k} the dwelling {what} by any schedule; {hint}"
+            )
+        high = max(high, low)  # within tolerance
 
 
 def simulate(

@@ -64,7 +64,8 @@ def _inputs(hvac: dict, pv_kw: float = 0.0, n_players: int = 2, **kw) -> Dispatc
 
 
 def test_the_model_has_one_rc_step_and_a_comfort_band_per_dwelling_and_interval():
-    model = build_model(_inputs({"A0": _spec(), "A1": _spec(mode="heating")}))
+    heating = _spec(mode="heating", t_min_c=20.0, t_max_c=40.0, t_initial_c=21.0)
+    model = build_model(_inputs({"A0": _spec(), "A1": heating}))
     assert len(model.thermal) == len(model.comfort_low) == len(model.comfort_high) == 2 * T_N
     assert len(model.hvac_power) == 2 * T_N
     # the unit's electricity is in its dwelling's energy balance
@@ -98,8 +99,17 @@ def test_planned_units_follow_their_rc_model_and_their_electricity_is_in_the_loa
 ):
     spec = _spec(r_k_per_kw=r, c_kwh_per_k=c, cop=cop, max_power_kw=power, t_initial_c=t0)
     bats = {"A1": BatterySpec(5.0, 2.5, 0.9)} if battery else {}
-    inputs = _inputs({"A0": spec}, pv_kw=pv, batteries=bats)
+    try:
+        inputs = _inputs({"A0": spec}, pv_kw=pv, batteries=bats)
+    except DispatchInputError as exc:  # refused: then no schedule may hold the band
+        assert "member 'A0', air conditioner, field" in str(exc)
+        for witness in (np.full(T_N, power * DT), np.zeros(T_N), np.full(T_N, power * DT / 2)):
+            temps = simulate(spec, OUTDOOR, DT, witness)
+            assert not ((temps >= 22.0 - 1e-9) & (temps <= 26.0 + 1e-9)).all()
+        return
     res = plan_day(inputs)
+    # the band is held in every interval (it can be: the check above)
+    assert res.hvac["outside_band_k"].max() < 1e-6
     h = res.hvac
     assert h is not None and len(h) == T_N
     sched = h["hvac_kwh"].to_numpy()
@@ -145,13 +155,24 @@ def test_planning_the_unit_moves_cooling_into_the_sun_and_beats_the_thermostat()
     assert comfort_violation_kh(spec, simulate(spec, OUTDOOR, DT, base), DT) < 1e-6
 
 
-def test_an_undersized_unit_gives_a_plan_with_its_violation_reported():
-    spec = _spec(max_power_kw=0.05, t_initial_c=26.0)
-    res = plan_day(_inputs({"A0": spec}))
-    assert res.hvac["outside_band_k"].max() > 0.5  # hot afternoon, too small a unit
-    # at full power all day: the unit cannot do better
-    full = simulate(spec, OUTDOOR, DT, np.full(T_N, 0.05 * DT))
-    np.testing.assert_allclose(res.hvac["indoor_temp_c"], full, atol=1e-6)
+def test_a_band_the_unit_cannot_hold_is_refused_before_solving_by_name():
+    with pytest.raises(
+        DispatchInputError, match=r"member 'A0', air conditioner, field 't_max_c'.*interval \d+"
+    ):
+        _inputs({"A0": _spec(max_power_kw=0.05, t_initial_c=26.0)})
+    heat = _spec(mode="heating", t_min_c=35.0, t_max_c=40.0, t_initial_c=36.0, max_power_kw=0.1)
+    with pytest.raises(DispatchInputError, match="member 'A0', air conditioner, field 't_min_c'"):
+        _inputs({"A0": heat})
+
+
+def test_a_contracted_power_that_stops_the_unit_gives_a_plan_with_its_violation():
+    """The unit could hold the band, but the member's contracted power leaves it too little:
+    a plan still comes, with the violation reported per interval."""
+    spec = _spec(max_power_kw=2.0, t_initial_c=26.0)
+    limit = np.array([0.4 * DT, np.inf])  # 0.4 kW contracted: 0.3 kW base load, 0.1 for it
+    res = plan_day(_inputs({"A0": spec}, import_limit_kwh=limit))
+    assert res.hvac["outside_band_k"].max() > 0.5
+    assert (res.hvac["hvac_kwh"] <= 0.1 * DT + 1e-9).all()
 
 
 def test_values_are_read_from_the_solved_model():
