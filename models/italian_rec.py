@@ -129,16 +129,33 @@ def outdoor_temperature(ts: pd.DatetimeIndex) -> np.ndarray:
     return 27.0 + 4.0 * np.sin(2 * np.pi * (np.asarray(h) - 9.0) / 24.0)
 
 
-def study_data() -> StudyData:
-    """The study's community and day (deterministic)."""
+PV_SCENARIOS_10 = ((1.0, 0.3), (0.85, 0.25), (0.7, 0.2), (0.55, 0.15), (0.4, 0.1))
+"""Five PV scenarios: with the two load scenarios, the ten of the speed target (issue #9)."""
+EVS = {
+    "EV-APT01": {"owner": "APT01", "arrival": 68, "departure": 96, "energy_kwh": 6.0},
+    "EV-APT04": {"owner": "APT04", "arrival": 72, "departure": 96, "energy_kwh": 8.0},
+    "EV-APT07": {"owner": "APT07", "arrival": 36, "departure": 68, "energy_kwh": 7.0},
+}
+"""Three EV stays for ``ecm bench flexible`` (not in the study, which has none): two cars home
+from 17:00 and 18:00 until midnight, one at home 09:00 to 17:00, each on a 2.3 kW (10 A)
+wallbox at 92 % efficiency, within the apartments' 3 kW contracts."""
+EV_CHARGER_KW = 2.3
+
+
+def study_data(
+    pv_scenarios: tuple[tuple[float, float], ...] = PV_SCENARIOS,
+    load_scenarios: tuple[tuple[float, float], ...] = LOAD_SCENARIOS,
+) -> StudyData:
+    """The study's community and day (deterministic); scenario factors and probabilities
+    ``(factor, probability)`` for PV and load, combined as a product."""
     ts = quarter_hours()
     rng = np.random.default_rng(SEED)
     base = base_loads(ts)
     pv = clear_sky_pv_kwh(ts)
     players = (*APARTMENTS, PV_PLAYER)
     loads, pvs, probs = [], [], []
-    for lf, lp in LOAD_SCENARIOS:
-        for pf, pp in PV_SCENARIOS:
+    for lf, lp in load_scenarios:
+        for pf, pp in pv_scenarios:
             load = np.zeros((len(players), len(ts)))
             load[: len(APARTMENTS)] = base * lf
             gen = np.zeros((len(players), len(ts)))

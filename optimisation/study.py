@@ -8,6 +8,11 @@ A scenario's figures are expected values over the day's load and PV scenarios:
 - ``final_cost``: the members' grid bills (import at the import price, the plant's injection
   paid at the export price) minus the revenue [currency];
 - ``comfort_violations``: apartment quarter-hours more than 0.05 K outside the comfort band;
+- ``bill_margin``: per apartment, its cost in scenario 0 minus its cost here (the study's
+  participation rule asks it to be >= 0). It is checked on the cost after sharing, not put in
+  the LP as a bound on each grid bill: the apartments own no PV, so any battery move raises
+  an apartment's own grid bill by its losses, and that bound would forbid every one (tried:
+  scenario 2 fell back to scenario 0's figures);
 - ``members_worse_off``: apartments whose cost, their own import bill minus their share of
   the plant's export revenue and of the incentive (both shared pro rata to their expected
   withdrawal), is more than half a cent above the same cost without optimisation (scenario 0).
@@ -44,6 +49,9 @@ class ScenarioResult:
     members_worse_off: int
     member_cost: dict[str, float]
     """per apartment, its cost as defined in the module notes [currency]"""
+    bill_margin: dict[str, float]
+    """per apartment, its cost without optimisation (scenario 0) minus this scenario's: >= 0
+    where the bill is no worse [currency]"""
     temperatures: pd.DataFrame
     """``member_id, ts, indoor_temp_c, hvac_kwh`` per apartment and interval"""
     shared_kwh: float
@@ -128,13 +136,15 @@ def run_study(
                 comfort_violations=int((temps["outside_band_k"] > COMFORT_TOLERANCE_K).sum()),
                 members_worse_off=0,
                 member_cost=_member_costs(res.plan, specs, res.summary),
+                bill_margin={},
                 temperatures=temps,
                 shared_kwh=res.summary["expected_shared_kwh"],
             )
         )
     base = results[0].member_cost
     for r in results:
-        r.members_worse_off = sum(r.member_cost[a] > base[a] + 0.005 for a in base)
+        r.bill_margin = {a: base[a] - r.member_cost[a] for a in base}
+        r.members_worse_off = sum(m < -0.005 for m in r.bill_margin.values())
     return results
 
 

@@ -796,6 +796,31 @@ def study_italian_rec(
     console.print(f"Report: {report}")
 
 
+@bench_app.command("flexible")
+def bench_flexible_cmd() -> None:
+    """Plan the study's ten Naples apartments with air conditioners, batteries and three EVs,
+    96 quarter-hours and 10 load and PV scenarios, in one LP; print one JSON line (issue #9's
+    speed target: 10 s on 2 cores)."""
+    import json
+
+    from pyomo.common.tee import capture_output
+
+    from models import italian_rec as rec
+    from optimisation.benchmarks import bench_flexible
+
+    with capture_output(capture_fd=True):
+        out = bench_flexible(
+            rec.study_data(pv_scenarios=rec.PV_SCENARIOS_10),
+            rec.EVS,
+            import_price=rec.IMPORT_PRICE,
+            export_price=rec.EXPORT_PRICE,
+            incentive=rec.INCENTIVE,
+            contracted_kw=rec.CONTRACTED_KW,
+            charger_kw=rec.EV_CHARGER_KW,
+        )
+    print(json.dumps(out))
+
+
 @bench_app.command("allocation")
 def bench_allocation_cmd(
     players: int = typer.Option(..., "--players", help="number of players"),

@@ -84,3 +84,24 @@ def test_member_costs_add_up_to_the_final_cost_and_scenario_0_is_the_baseline():
     band_top = rec.HVAC["t_max_c"] + 0.05  # the comfort tolerance of a violation
     assert thermo.max() < band_top and planned.max() <= band_top
     assert planned.mean() > thermo.mean()  # it lets the rooms float up to the band
+
+
+def test_bench_flexible_plans_hvac_batteries_and_evs_in_one_lp():
+    """``ecm bench flexible``: ten apartments, 96 quarter-hours, 10 scenarios, three EVs; every
+    EV reaches its need and every dwelling stays in its band (the time is a benchmark's)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "bench", "flexible"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["members"], out["intervals"], out["scenarios"], out["evs"]) == (10, 96, 10, 3)
+    assert out["status"] == "optimal" and out["comfort_violations"] == 0
+    assert out["ev_shortfall_kwh"] == 0.0
+    assert (
+        out["total_s"] == out["build_s"] + out["solve_s"]
+        or abs(out["total_s"] - out["build_s"] - out["solve_s"]) < 0.02
+    )
