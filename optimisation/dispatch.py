@@ -55,6 +55,13 @@ from pyomo.core.staleflag import StaleFlagManager
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from optimisation.allocation import per_period
+from optimisation.deferrable import (
+    DeferrableInputError,
+    DeferrableSpec,
+    deferrable_frame,
+    deferrable_schedule,
+    define_deferrable,
+)
 from optimisation.ev import EvInputError, EvSpec, define_ev, ev_frame, shortfall_cost
 from optimisation.hvac import (
     HvacInputError,
@@ -315,6 +322,9 @@ class DispatchInputs:
         EV stays by id (:mod:`optimisation.ev`): charged on their owner's connection to the
         energy needed by departure. Needs an LP where simultaneous import and export cannot
         pay.
+    deferrable : Mapping[str, DeferrableSpec], optional
+        Cycles of fixed shape to run once inside a window (:mod:`optimisation.deferrable`):
+        binaries, so the plan becomes a MILP.
 
     Raises
     ------
@@ -346,6 +356,7 @@ class DispatchInputs:
     hvac: Mapping[str, HvacSpec] | None = None
     outdoor_temp_c: np.ndarray | None = None
     evs: Mapping[str, EvSpec] | None = None
+    deferrable: Mapping[str, DeferrableSpec] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields in place
@@ -517,6 +528,26 @@ class DispatchInputs:
             set_(self, "evs", types.MappingProxyType(evs))
         else:
             set_(self, "evs", None)
+        if self.deferrable:
+            loads = dict(self.deferrable)
+            for d, spec in loads.items():
+                if not isinstance(spec, DeferrableSpec):
+                    raise DispatchInputError(f"deferrable[{d!r}]: expected DeferrableSpec")
+                if spec.owner not in players:
+                    raise DispatchInputError(
+                        f"deferrable[{d!r}]: owner {spec.owner!r} is not a player"
+                    )
+                try:
+                    spec.check(d, t)
+                except DeferrableInputError as exc:
+                    raise DispatchInputError(str(exc)) from None
+            if not self.simultaneous_flows_unprofitable:
+                raise DispatchInputError(
+                    "deferrable: planned only where simultaneous import and export cannot pay"
+                )
+            set_(self, "deferrable", types.MappingProxyType(loads))
+        else:
+            set_(self, "deferrable", None)
 
     @property
     def simultaneous_flows_unprofitable(self) -> bool:
@@ -605,6 +636,8 @@ class DispatchResult:
     """the air conditioners' schedule and indoor temperatures (:func:`extract_hvac`), if any"""
     ev: pd.DataFrame | None = None
     """the EVs' charging, delivered energy and shortfall (:func:`optimisation.ev.ev_frame`)"""
+    deferrable: pd.DataFrame | None = None
+    """each deferrable load's start and end (:func:`optimisation.deferrable.deferrable_frame`)"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,6 +694,7 @@ class _ModelData:
     hvac: Mapping[str, HvacSpec] = field(default_factory=dict)
     outdoor: list[float] = field(default_factory=list)  # [t] degC
     evs: Mapping[str, EvSpec] = field(default_factory=dict)
+    deferrable: Mapping[str, DeferrableSpec] = field(default_factory=dict)
     dt: float = 1.0  # interval length [h]
 
     @classmethod
@@ -719,6 +753,7 @@ class _ModelData:
             ],
             hvac=dict(inputs.hvac or {}),
             evs=dict(inputs.evs or {}),
+            deferrable=dict(inputs.deferrable or {}),
             outdoor=inputs.outdoor_temp_c.tolist() if inputs.outdoor_temp_c is not None else [],
             dt=inputs.interval_hours,
         )
@@ -797,7 +832,7 @@ def _define_grid_variables(m: pyo.ConcreteModel, d: _ModelData) -> None:
     has_battery = set(d.batteries)
     pidx = d.player_index
 
-    ev_owners = {e.owner for e in d.evs.values()}
+    ev_owners = {e.owner for e in d.evs.values()} | {x.owner for x in d.deferrable.values()}
 
     def import_bounds(_m: pyo.ConcreteModel, s: int, p: str, t: int) -> tuple[float, float | None]:
         # without a battery or an air conditioner the physical cap import <= load is a bound
@@ -832,6 +867,9 @@ def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
     evs_of: dict[str, list[str]] = {}
     for e, spec in d.evs.items():
         evs_of.setdefault(spec.owner, []).append(e)
+    deferred_of: dict[str, list[str]] = {}
+    for x, dspec in d.deferrable.items():
+        deferred_of.setdefault(dspec.owner, []).append(x)
 
     def balance(m: pyo.ConcreteModel, s: int, p: str, t: int) -> object:
         flows = m.grid_import[s, p, t] - m.grid_export[s, p, t]
@@ -841,6 +879,8 @@ def _define_energy_balance(m: pyo.ConcreteModel, d: _ModelData) -> None:
             flows = flows - m.hvac_power[p, t]
         for e in evs_of.get(p, ()):
             flows = flows - m.ev_charge[e, t]
+        for x in deferred_of.get(p, ()):
+            flows = flows - m.deferred_power[x, t]
         return flows == d.net[s][pidx[p]][t]
 
     m.energy_balance = pyo.Constraint(
@@ -874,6 +914,7 @@ def _define_physical_caps(m: pyo.ConcreteModel, d: _ModelData) -> None:
             - m.charge[b, t]
             - (m.hvac_power[b, t] if b in d.hvac else 0.0)
             - sum(m.ev_charge[e, t] for e, v in d.evs.items() if v.owner == b)
+            - sum(m.deferred_power[x, t] for x, v in d.deferrable.items() if v.owner == b)
             <= d.load[s][pidx[b]][t]
         ),
         doc="import <= load + charge: no import beyond what is consumed or stored [kWh]",
@@ -1114,12 +1155,19 @@ def _define_ev(m: pyo.ConcreteModel, d: _ModelData) -> None:
     define_ev(m, d.evs, d.dt)
 
 
+def _define_deferrable(m: pyo.ConcreteModel, d: _ModelData) -> None:
+    """Deferrable cycles and their start binaries
+    (:func:`optimisation.deferrable.define_deferrable`)."""
+    define_deferrable(m, d.deferrable)
+
+
 _DEFINE_STEPS: tuple[Callable[[pyo.ConcreteModel, _ModelData], None], ...] = (
     _define_sets,
     _define_battery_variables,
     _define_soc_dynamics,
     _define_hvac,
     _define_ev,
+    _define_deferrable,
     _define_grid_variables,
     _define_energy_balance,
     _define_physical_caps,
@@ -1610,7 +1658,7 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
     if inputs.simultaneous_flows_unprofitable:
         keep[:] = False  # netting them never costs more: any gross flow is a tie, not a choice
-    if inputs.hvac or inputs.evs:  # flexible loads' electricity is part of their owner's load
+    if inputs.hvac or inputs.evs or inputs.deferrable:  # part of their owner's load
         inputs = with_hvac_load(inputs, flexible_load(model, inputs))
     imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
     return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
@@ -1654,6 +1702,11 @@ def flexible_load(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarra
         charge = ev_schedule(model, inputs)
         for k, spec in enumerate(inputs.evs.values()):
             out[row[spec.owner]] += charge[k]
+    if inputs.deferrable:
+        row = {p: i for i, p in enumerate(inputs.players)}
+        power, _ = deferrable_schedule(model, inputs.deferrable, inputs.n_intervals)
+        for k, spec in enumerate(inputs.deferrable.values()):
+            out[row[spec.owner]] += power[k]
     return out
 
 
@@ -1669,6 +1722,7 @@ def with_hvac_load(inputs: DispatchInputs, hvac_kwh: np.ndarray) -> DispatchInpu
         hvac=None,
         outdoor_temp_c=None,
         evs=None,
+        deferrable=None,
     )
 
 
@@ -1855,6 +1909,7 @@ def is_large(inputs: DispatchInputs) -> bool:
         and inputs.simultaneous_flows_unprofitable
         and not inputs.hvac  # air conditioners and EVs are in the Pyomo model only
         and not inputs.evs
+        and not inputs.deferrable
     )
 
 
@@ -1886,7 +1941,7 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         The LP was not solved to optimality; no plan is returned. Callers may fall back to
         :func:`rule_based_plan`.
     """
-    hvac = ev = None
+    hvac = ev = deferred = None
     if is_large(inputs):
         from optimisation.dispatch_matrix import plan_large  # it builds on this module
 
@@ -1899,7 +1954,10 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
             hvac = extract_hvac(model, inputs)
         if inputs.evs:
             ev = ev_frame(inputs.evs, ev_schedule(model, inputs), pd.DatetimeIndex(inputs.ts))
-        if inputs.hvac or inputs.evs:
+        if inputs.deferrable:
+            _, starts = deferrable_schedule(model, inputs.deferrable, inputs.n_intervals)
+            deferred = deferrable_frame(inputs.deferrable, starts, pd.DatetimeIndex(inputs.ts))
+        if inputs.hvac or inputs.evs or inputs.deferrable:
             inputs = with_hvac_load(inputs, flexible_load(model, inputs))
     mine = summarise_plan(plan, inputs)
     base = no_battery_baseline(inputs)
@@ -1914,4 +1972,6 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         "expected_shared_kwh": mine["expected_shared_kwh"],
         "objective": report.objective,
     }
-    return DispatchResult(plan=plan, report=report, summary=summary, hvac=hvac, ev=ev)
+    return DispatchResult(
+        plan=plan, report=report, summary=summary, hvac=hvac, ev=ev, deferrable=deferred
+    )

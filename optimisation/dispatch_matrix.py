@@ -243,9 +243,9 @@ def build_matrix(
     -------
     MatrixLP
     """
-    if inputs.hvac or inputs.evs:
+    if inputs.hvac or inputs.evs or inputs.deferrable:
         raise NotImplementedError(
-            "air conditioners and EVs are planned by the Pyomo model "
+            "air conditioners, EVs and deferrable loads are planned by the Pyomo model "
             "(optimisation.dispatch.build_model)"
         )
     start = time.perf_counter()
