@@ -38,6 +38,7 @@ Pure Python: no dagster, no mlflow.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 import types
@@ -1259,6 +1260,17 @@ def _clear_values(model: pyo.ConcreteModel) -> None:
         v.set_value(None, skip_validation=True)
 
 
+def quiet_highs(highspy: types.ModuleType) -> object:
+    """A HiGHS instance that prints nothing. Each new instance writes a banner to C stdout
+    (with ``highspy-extras``, "Using BLAS" too); the buffer is flushed while stdout is
+    captured, else it comes out at the next HiGHS call, in the middle of a CLI's JSON line."""
+    with capture_output(capture_fd=True):
+        highs = highspy.Highs()
+        ctypes.CDLL(None).fflush(None)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
 def _highspy() -> types.ModuleType:
     try:
         import highspy
@@ -1463,8 +1475,7 @@ def solve(
     conflicts = _soc_conflicts(inputs)
     start = time.perf_counter()
     try:
-        with capture_output(capture_fd=True):  # the first instance prints a banner
-            highs = highspy.Highs()
+        highs = quiet_highs(highspy)
         columns = _pass_model(highs, highspy, model)
         tc, sol = _run_highs(highs, highspy, time_limit_s, options)
         if tc in infeasible and not conflicts:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyomo.common.tee import capture_output
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from scipy import sparse
 
@@ -53,6 +52,7 @@ from optimisation.dispatch import (
     _not_optimal,
     _run_highs,
     _soc_conflicts,
+    quiet_highs,
 )
 
 __all__ = [
@@ -66,20 +66,9 @@ __all__ = [
 ]
 
 
-_banner_shown = False
-
-
 def _new_highs(highspy: object) -> object:
-    """A quiet HiGHS instance (the first one of a process prints a banner: captured)."""
-    global _banner_shown
-    if _banner_shown:
-        highs = highspy.Highs()
-    else:
-        with capture_output(capture_fd=True):
-            highs = highspy.Highs()
-        _banner_shown = True
-    highs.setOptionValue("output_flag", False)
-    return highs
+    """A quiet HiGHS instance (:func:`optimisation.dispatch.quiet_highs`)."""
+    return quiet_highs(highspy)
 
 
 class _Blocks:
@@ -496,9 +485,7 @@ def hipo_available() -> bool:
     """Whether this HiGHS has HiPO, its factorisation interior point solver (it needs the
     ``highspy-extras`` package of the same version: METIS, BLAS)."""
     highspy = _highspy()
-    with capture_output(capture_fd=True):
-        h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs(highspy)
     h.setOptionValue("solver", "hipo")
     h.addVar(0.0, 1.0)
     h.changeColCost(0, 1.0)

@@ -179,3 +179,38 @@ def test_values_are_read_from_the_solved_model():
     m = build_model(_inputs({"A0": _spec()}))
     assert all(v.value is None for v in m.hvac_power.values())
     assert isinstance(m.hvac_power, pyo.Var)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    r=st.floats(1.5, 10.0),
+    c=st.floats(0.8, 6.0),
+    cop=st.floats(2.0, 5.0),
+    seed=st.integers(0, 1000),
+)
+def test_fit_rc_recovers_r_and_c_from_metered_temperatures(r, c, cop, seed):
+    """Three days of quarter-hours from the model with a thermostat-like unit and 0.02 K of
+    sensor noise: R and C come back within 10 %."""
+    from optimisation.hvac import fit_rc
+
+    rng = np.random.default_rng(seed)
+    n = 3 * T_N
+    outdoor = np.tile(OUTDOOR, 3) + rng.normal(0, 0.5, n)
+    spec = _spec(r_k_per_kw=r, c_kwh_per_k=c, cop=cop, max_power_kw=2.0)
+    power, temps = thermostat(spec, outdoor, DT, setpoint_c=25.0, gain_kw_per_k=1.5)
+    power = power * rng.uniform(0.6, 1.0, n)  # an imperfect controller: power varies
+    temps = simulate(spec, outdoor, DT, power)
+    indoor = np.concatenate([[spec.t_initial_c], temps]) + rng.normal(0, 0.02, n + 1)
+    fit = fit_rc(indoor, outdoor, power, DT, cop)
+    assert fit.r_k_per_kw == pytest.approx(r, rel=0.10)
+    assert fit.c_kwh_per_k == pytest.approx(c, rel=0.10)
+    assert fit.n == n and fit.rmse_k < 0.1
+
+
+def test_fit_rc_refuses_data_that_identify_nothing():
+    from optimisation.hvac import fit_rc
+
+    with pytest.raises(ValueError, match="at least 8"):
+        fit_rc(np.full(5, 25.0), np.full(4, 30.0), np.zeros(4), DT, 3.0)
+    with pytest.raises(ValueError, match="positive R and C"):
+        fit_rc(np.full(97, 25.0), OUTDOOR, np.zeros(T_N), DT, 3.0)
