@@ -65,6 +65,15 @@ HVAC = {
 }
 THERMOSTAT_SETPOINT_C, THERMOSTAT_GAIN_KW_PER_K = 26.5, 3.0
 BATTERY = {"capacity_kwh": 5.0, "power_kw": 2.5, "round_trip_efficiency": 0.9}
+SETTINGS = {
+    "import_price": IMPORT_PRICE,
+    "export_price": EXPORT_PRICE,
+    "incentive": INCENTIVE,
+    "contracted_kw": CONTRACTED_KW,
+    "setpoint_c": THERMOSTAT_SETPOINT_C,
+    "gain_kw_per_k": THERMOSTAT_GAIN_KW_PER_K,
+}
+"""The keyword arguments of :func:`optimisation.study.run_study` for this community."""
 SEED = 20250715
 
 

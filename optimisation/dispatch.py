@@ -44,6 +44,7 @@ import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -511,44 +512,36 @@ class DispatchInputs:
             set_(self, "hvac", types.MappingProxyType(hvac))
         else:
             set_(self, "hvac", None)
-        if self.evs:
-            evs = dict(self.evs)
-            for e, spec in evs.items():
-                if not isinstance(spec, EvSpec):
-                    raise DispatchInputError(f"evs[{e!r}]: expected EvSpec, got {spec!r}")
-                if spec.owner not in players:
-                    raise DispatchInputError(f"evs[{e!r}]: owner {spec.owner!r} is not a player")
-                try:
-                    spec.check(e, t, dt)
-                except EvInputError as exc:
-                    raise DispatchInputError(str(exc)) from None
-            if not self.simultaneous_flows_unprofitable:
-                raise DispatchInputError(
-                    "evs: planned only where simultaneous import and export cannot pay"
-                )
-            set_(self, "evs", types.MappingProxyType(evs))
-        else:
-            set_(self, "evs", None)
-        if self.deferrable:
-            loads = dict(self.deferrable)
-            for d, spec in loads.items():
-                if not isinstance(spec, DeferrableSpec):
-                    raise DispatchInputError(f"deferrable[{d!r}]: expected DeferrableSpec")
-                if spec.owner not in players:
-                    raise DispatchInputError(
-                        f"deferrable[{d!r}]: owner {spec.owner!r} is not a player"
-                    )
-                try:
-                    spec.check(d, t)
-                except DeferrableInputError as exc:
-                    raise DispatchInputError(str(exc)) from None
-            if not self.simultaneous_flows_unprofitable:
-                raise DispatchInputError(
-                    "deferrable: planned only where simultaneous import and export cannot pay"
-                )
-            set_(self, "deferrable", types.MappingProxyType(loads))
-        else:
-            set_(self, "deferrable", None)
+        set_(self, "evs", self._owned("evs", EvSpec, lambda e, x: x.check(e, t, dt)))
+        set_(
+            self,
+            "deferrable",
+            self._owned("deferrable", DeferrableSpec, lambda d, x: x.check(d, t)),
+        )
+
+    def _owned(
+        self, name: str, kind: type, check: Callable[[str, Any], None]
+    ) -> Mapping[str, Any] | None:
+        """Validate a field of flexible assets owned by players (EVs, deferrable loads): each a
+        ``kind`` with an ``owner`` among the players, passing ``check(id, asset)`` (whose
+        typed error names the member, the asset and the field)."""
+        assets = dict(getattr(self, name) or {})
+        if not assets:
+            return None
+        for key, spec in assets.items():
+            if not isinstance(spec, kind):
+                raise DispatchInputError(f"{name}[{key!r}]: expected {kind.__name__}, got {spec!r}")
+            if spec.owner not in self.players:
+                raise DispatchInputError(f"{name}[{key!r}]: owner {spec.owner!r} is not a player")
+            try:
+                check(key, spec)
+            except (EvInputError, DeferrableInputError) as exc:
+                raise DispatchInputError(str(exc)) from None
+        if not self.simultaneous_flows_unprofitable:
+            raise DispatchInputError(
+                f"{name}: planned only where simultaneous import and export cannot pay"
+            )
+        return types.MappingProxyType(assets)
 
     @property
     def simultaneous_flows_unprofitable(self) -> bool:

@@ -761,15 +761,7 @@ def study_italian_rec(
 
     with capture_output(capture_fd=True):  # HiGHS's banner; stdout stays the JSON's
         data = rec.study_data()
-        results = run_study(
-            data,
-            import_price=rec.IMPORT_PRICE,
-            export_price=rec.EXPORT_PRICE,
-            incentive=rec.INCENTIVE,
-            contracted_kw=rec.CONTRACTED_KW,
-            setpoint_c=rec.THERMOSTAT_SETPOINT_C,
-            gain_kw_per_k=rec.THERMOSTAT_GAIN_KW_PER_K,
-        )
+        results = run_study(data, **rec.SETTINGS)
         folder = out or ecm_home() / "reports" / "studies" / "italian-rec"
         report = render_study(
             folder,

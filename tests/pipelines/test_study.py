@@ -65,15 +65,7 @@ def test_member_costs_add_up_to_the_final_cost_and_scenario_0_is_the_baseline():
     from models import italian_rec as rec
     from optimisation.study import run_study
 
-    results = run_study(
-        rec.study_data(),
-        import_price=rec.IMPORT_PRICE,
-        export_price=rec.EXPORT_PRICE,
-        incentive=rec.INCENTIVE,
-        contracted_kw=rec.CONTRACTED_KW,
-        setpoint_c=rec.THERMOSTAT_SETPOINT_C,
-        gain_kw_per_k=rec.THERMOSTAT_GAIN_KW_PER_K,
-    )
+    results = run_study(rec.study_data(), **rec.SETTINGS)
     for r in results:
         assert sum(r.member_cost.values()) == pytest.approx(r.final_cost, abs=1e-6)
         assert set(r.temperatures["member_id"]) == set(rec.APARTMENTS)
