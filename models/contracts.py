@@ -573,7 +573,14 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     pandera.errors.SchemaError
         Naming the column and failing rows.
     """
-    return schema(table).validate(df[TABLES[table].column_names].reset_index(drop=True))
+    out = schema(table).validate(df[TABLES[table].column_names].reset_index(drop=True))
+    for c in TABLES[table].columns:
+        if c.sql.startswith("DECIMAL"):
+            # as exact text: DuckDB types a column of Python Decimals from a sample of its
+            # rows (DECIMAL(4,2) for amounts under 100) and then refuses a larger one (found
+            # settling 1,000 members); text is cast to the column's DECIMAL(18,2) on insert
+            out[c.name] = [None if v is None or v != v else str(v) for v in out[c.name]]
+    return out
 
 
 APPEND_ONLY = {

@@ -165,3 +165,17 @@ def test_policy_diff_names_nested_fields():
     old = {"rules": ["a"], "incentive": {"rate_per_kwh": 0.1, "scheme": "x"}}
     new = {"rules": ["a"], "incentive": {"rate_per_kwh": 0.12, "scheme": "x"}}
     assert policy_diff(old, new) == ["incentive.rate_per_kwh: 0.1 -> 0.12"]
+
+
+def test_a_large_amount_after_many_small_ones_is_stored_exactly(wh):
+    """1,000 members: DuckDB typed a column of Decimals from a sample of small amounts as
+    DECIMAL(4,2) and refused 689.83 further down; amounts now go in as exact text."""
+    amounts = {f"M{i:04d}": f"{(i % 97) / 7:.2f}" for i in range(2999)}
+    amounts["M9999"] = "689.83"
+    total = str(sum(Decimal(a) for a in amounts.values()))
+    append_settlement(wh, DAY, _allocations(amounts), _version(total=total))
+    stored = wh.query("SELECT member_id, amount FROM allocations WHERE member_id = 'M9999'")
+    assert Decimal(str(stored["amount"].iloc[0])) == Decimal("689.83")
+    got = wh.query("SELECT sum(amount) AS s FROM allocations")["s"].iloc[0]
+    assert Decimal(str(got)) == Decimal(total)
+    assert verify(wh) == (1, [])
