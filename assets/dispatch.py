@@ -298,7 +298,8 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
                 "in_core": bool(game.get("in_core", True)),
                 "core_max_violation": float(game.get("core_max_violation", 0.0)),
                 "core_method": game.get("core_method", "n/a"),
-                "settled_by": settled_by(context.run_id),
+                "settled_by": settled_by(),
+                "settled_in_run": context.run_id,
                 "input_files": input_files(readings),
             },
         )
@@ -325,17 +326,16 @@ def allocations(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mater
     )
 
 
-def settled_by(run_id: str) -> str:
+def settled_by() -> str:
     """Who settles: ``$ECM_ACTOR`` (the operator or service account a deployment names), else
-    the operating-system user, with the Dagster run that did it."""
+    the operating-system user."""
     import getpass
     import os
 
     try:
-        user = os.environ.get("ECM_ACTOR") or getpass.getuser()
+        return os.environ.get("ECM_ACTOR") or getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
-        user = f"uid {os.getuid()}"
-    return f"{user} (dagster run {run_id})"
+        return f"uid {os.getuid()}"
 
 
 def input_files(readings: pd.DataFrame) -> str:

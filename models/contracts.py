@@ -364,9 +364,10 @@ TABLES: dict[str, Table] = {
                 _c(
                     "settled_by",
                     "VARCHAR",
-                    "who settled it: $ECM_ACTOR, else the OS user, and the Dagster run",
+                    "who settled it: $ECM_ACTOR, else the OS user",
                     True,
                 ),
+                _c("settled_in_run", "VARCHAR", "the Dagster run that settled it", True),
                 _c(
                     "input_files",
                     "VARCHAR",

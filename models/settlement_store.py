@@ -102,7 +102,7 @@ def append_settlement(
                 for r, m, a in zip(rows["rule"], rows["member_id"], rows["amount"], strict=True)
             ]
         rows["delta"] = rows["delta"].astype(object)
-        head = {"settled_by": None, "input_files": None, **dict(version)}
+        head = {"settled_by": None, "settled_in_run": None, "input_files": None, **dict(version)}
         head.update(day=day, version=number, created_at=now)
         payload = settlement_payload(head, rows)
         prev_hash, h = _append_ledger(con, "settlement", f"{day} v{number}", payload, now)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_ev import home_and_roof
 
 from optimisation.deferrable import DeferrableSpec
 from optimisation.dispatch import DispatchInputError, DispatchInputs, build_model, plan_day
@@ -19,23 +20,7 @@ WASH = (0.5, 0.5, 0.1, 0.1, 0.3, 0.3)  # a washing machine's cycle, 1.8 kWh in 9
 
 
 def _inputs(loads: dict, pv_kw: float = 4.0) -> DispatchInputs:
-    pv = np.zeros((1, 2, T_N))
-    pv[0, 1] = pv_kw * SUN * DT
-    return DispatchInputs(
-        ts=tuple(
-            pd.Timestamp("2025-07-15", tz="UTC") + pd.Timedelta(minutes=15 * k) for k in range(T_N)
-        ),
-        interval_hours=DT,
-        players=("A", "ROOF"),
-        batteries={},
-        load_kwh=np.full((1, 2, T_N), 0.2 * DT),
-        pv_kwh=pv,
-        import_price=np.full((1, T_N), 0.25),
-        export_price=np.full((1, T_N), 0.05),
-        probabilities=np.ones(1),
-        incentive_per_kwh=0.10,
-        deferrable=loads,
-    )
+    return home_and_roof(0.2, pv_kw, import_price=np.full((1, T_N), 0.25), deferrable=loads)
 
 
 def test_the_model_has_one_binary_per_possible_start_and_runs_once():

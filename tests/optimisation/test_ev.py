@@ -16,11 +16,11 @@ T_N = 96
 SUN = np.clip(np.sin((np.arange(T_N) * DT - 6.0) / 12 * np.pi), 0, None)
 
 
-def _inputs(evs: dict, pv_kw: float = 6.0, limit_kw: float | None = None) -> DispatchInputs:
-    load = np.full((1, 2, T_N), 0.3 * DT)
+def home_and_roof(base_kw: float, pv_kw: float, **kw) -> DispatchInputs:
+    """A home ``A`` with a flat base load and a roof ``ROOF`` with PV, on one quarter-hour
+    summer day, one scenario; ``kw`` adds the assets."""
     pv = np.zeros((1, 2, T_N))
     pv[0, 1] = pv_kw * SUN * DT
-    lim = None if limit_kw is None else np.array([limit_kw * DT, np.inf])
     return DispatchInputs(
         ts=tuple(
             pd.Timestamp("2025-07-15", tz="UTC") + pd.Timedelta(minutes=15 * k) for k in range(T_N)
@@ -28,12 +28,21 @@ def _inputs(evs: dict, pv_kw: float = 6.0, limit_kw: float | None = None) -> Dis
         interval_hours=DT,
         players=("A", "ROOF"),
         batteries={},
-        load_kwh=load,
+        load_kwh=np.full((1, 2, T_N), base_kw * DT),
         pv_kwh=pv,
-        import_price=np.where((np.arange(T_N) >= 68) & (np.arange(T_N) < 84), 0.45, 0.25)[None],
         export_price=np.full((1, T_N), 0.05),
         probabilities=np.ones(1),
         incentive_per_kwh=0.10,
+        **kw,
+    )
+
+
+def _inputs(evs: dict, pv_kw: float = 6.0, limit_kw: float | None = None) -> DispatchInputs:
+    lim = None if limit_kw is None else np.array([limit_kw * DT, np.inf])
+    return home_and_roof(
+        0.3,
+        pv_kw,
+        import_price=np.where((np.arange(T_N) >= 68) & (np.arange(T_N) < 84), 0.45, 0.25)[None],
         import_limit_kwh=lim,
         evs=evs,
     )

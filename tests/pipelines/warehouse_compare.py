@@ -18,6 +18,7 @@ VOLATILE = {
     "updated_at",
     "seconds",
     "mlflow_run_id",
+    "settled_in_run",
     # the audit chain hashes its entries' times
     "hash",
     "prev_hash",
