@@ -1662,8 +1662,7 @@ def extract_results(model: pyo.ConcreteModel, inputs: DispatchInputs) -> pd.Data
     keep = (simultaneous > SIMULTANEOUS_TOL) & (inputs.probabilities > 0)[:, None, None]
     if inputs.simultaneous_flows_unprofitable:
         keep[:] = False  # netting them never costs more: any gross flow is a tie, not a choice
-    if inputs.hvac or inputs.evs or inputs.deferrable:  # part of their owner's load
-        inputs = with_hvac_load(inputs, flexible_load(model, inputs))
+    inputs = with_flexible_load(model, inputs)  # flexible loads are part of their owner's load
     imp, exp = _net_flows(inputs, charge, discharge, np.where(keep, simultaneous, 0.0))
     return _assemble_plan(inputs, charge, discharge, soc, imp, exp)
 
@@ -1701,28 +1700,28 @@ def ev_schedule(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarray:
 def flexible_load(model: pyo.ConcreteModel, inputs: DispatchInputs) -> np.ndarray:
     """Air conditioners' and EVs' planned electricity per player and interval, (P, T) [kWh]."""
     out = hvac_schedule(model, inputs) if inputs.hvac else np.zeros(inputs.load_kwh.shape[1:])
+    row = {p: i for i, p in enumerate(inputs.players)}
     if inputs.evs:
-        row = {p: i for i, p in enumerate(inputs.players)}
-        charge = ev_schedule(model, inputs)
-        for k, spec in enumerate(inputs.evs.values()):
-            out[row[spec.owner]] += charge[k]
+        for spec, charge in zip(inputs.evs.values(), ev_schedule(model, inputs), strict=True):
+            out[row[spec.owner]] += charge
     if inputs.deferrable:
-        row = {p: i for i, p in enumerate(inputs.players)}
         power, _ = deferrable_schedule(model, inputs.deferrable, inputs.n_intervals)
-        for k, spec in enumerate(inputs.deferrable.values()):
-            out[row[spec.owner]] += power[k]
+        for spec, p in zip(inputs.deferrable.values(), power, strict=True):
+            out[row[spec.owner]] += p
     return out
 
 
-def with_hvac_load(inputs: DispatchInputs, hvac_kwh: np.ndarray) -> DispatchInputs:
-    """``inputs`` with the air conditioners' electricity ``hvac_kwh`` (P, T) [kWh] added to
-    every scenario's load and the units removed: the fixed-load problem the plan's rows and
-    money describe."""
+def with_flexible_load(model: pyo.ConcreteModel, inputs: DispatchInputs) -> DispatchInputs:
+    """``inputs`` with the flexible loads' planned electricity (:func:`flexible_load`) added to
+    every scenario's load and the assets removed: the fixed-load problem the plan's rows and
+    money describe (``inputs`` itself where it has no flexible load)."""
     import dataclasses
 
+    if not (inputs.hvac or inputs.evs or inputs.deferrable):
+        return inputs
     return dataclasses.replace(
         inputs,
-        load_kwh=inputs.load_kwh + hvac_kwh[None],
+        load_kwh=inputs.load_kwh + flexible_load(model, inputs)[None],
         hvac=None,
         outdoor_temp_c=None,
         evs=None,
@@ -1961,8 +1960,7 @@ def plan_day(inputs: DispatchInputs, time_limit_s: float = 120.0) -> DispatchRes
         if inputs.deferrable:
             _, starts = deferrable_schedule(model, inputs.deferrable, inputs.n_intervals)
             deferred = deferrable_frame(inputs.deferrable, starts, pd.DatetimeIndex(inputs.ts))
-        if inputs.hvac or inputs.evs or inputs.deferrable:
-            inputs = with_hvac_load(inputs, flexible_load(model, inputs))
+        inputs = with_flexible_load(model, inputs)
     mine = summarise_plan(plan, inputs)
     base = no_battery_baseline(inputs)
     summary = {

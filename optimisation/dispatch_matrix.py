@@ -66,11 +66,6 @@ __all__ = [
 ]
 
 
-def _new_highs(highspy: object) -> object:
-    """A quiet HiGHS instance (:func:`optimisation.dispatch.quiet_highs`)."""
-    return quiet_highs(highspy)
-
-
 class _Blocks:
     """Columns, rows and triplets of an LP under construction."""
 
@@ -445,7 +440,7 @@ def solve_matrix(
             # HiGHS keeps one thread pool per process, sized at its first run: a different
             # size later fails every solve ("noSolution") unless the pool is rebuilt first
             highspy.Highs.resetGlobalScheduler(True)
-        highs = _new_highs(highspy)
+        highs = quiet_highs(highspy)
         a = lp.a
         status = highs.passModel(
             a.shape[1],

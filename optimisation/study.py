@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from optimisation.dispatch import BatterySpec, DispatchInputs, plan_day
-from optimisation.hvac import HvacSpec, simulate, thermostat
+from optimisation.hvac import HvacSpec, thermostat
 
 SCENARIOS = ((0, False, False), (1, True, False), (2, False, True), (3, True, True))
 """``(scenario, hvac_optimised, battery_optimised)``, as the study numbers them."""
@@ -198,10 +198,3 @@ def _member_costs(
     w = withdrawal[apartments]
     share = w / w.sum() if w.sum() > 0 else pd.Series(1 / len(apartments), index=apartments)
     return {a: float(by_member[a] - share[a] * pool) for a in apartments}
-
-
-def check_temperatures(
-    spec: HvacSpec, outdoor: np.ndarray, dt_h: float, power: np.ndarray
-) -> np.ndarray:
-    """Indoor temperatures under ``power`` (for tests and the report) [degC]."""
-    return simulate(spec, outdoor, dt_h, power)
