@@ -32,9 +32,7 @@ def forecasts(
     """
     cfg, day = ecm.community(), as_date(context.partition_key)
     wh = ecm.warehouse()
-    first = day - dt.timedelta(days=history_days(cfg))
-    act = actuals(wh, cfg, first, day - dt.timedelta(days=1))
-    wx = wh.query("SELECT * FROM weather WHERE day BETWEEN ? AND ?", [first, day])
+    act, wx = _inputs(ecm, day)
     cache = ModelCache(ecm.home_path() / "model_cache")
     results = forecast_community(act, wx, day, cfg, cache=cache)
     frames, meta = [], {}
@@ -91,6 +89,33 @@ def forecasts(
         meta["mlflow_tracking_uri"] = f"unavailable: {exc}"
     meta["rows_written"] = n
     return dg.MaterializeResult(metadata=meta)
+
+
+def _inputs(ecm: EcmResource, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Actuals known at the day's issue time and the weather rows the forecasts read."""
+    cfg, wh = ecm.community(), ecm.warehouse()
+    first = day - dt.timedelta(days=history_days(cfg))
+    act = actuals(wh, cfg, first, day - dt.timedelta(days=1))
+    wx = wh.query("SELECT * FROM weather WHERE day BETWEEN ? AND ?", [first, day])
+    return act, wx
+
+
+def train_models(ecm: EcmResource, day: dt.date, target: str) -> int:
+    """Fit and cache the models the ``forecasts`` asset of ``day`` needs for one target.
+
+    The same inputs and the same code as the asset (a cache hit there, by training-data
+    fingerprint), so a parallel backfill can train a day's targets in separate processes
+    before that day's forecasts run; nothing is written but the model cache.
+
+    Returns
+    -------
+    int
+        Models fitted (0 when every one was cached already).
+    """
+    act, wx = _inputs(ecm, day)
+    cache = ModelCache(ecm.home_path() / "model_cache")
+    res = forecast_community(act, wx, day, ecm.community(), cache=cache, targets=(target,))
+    return res[target].trained
 
 
 @dg.asset(

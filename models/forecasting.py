@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from models.features import (
     apply_scale,
@@ -314,7 +315,12 @@ def rolling_forecasts(
             if model is None:
                 try:
                     model = FORECASTERS[name](cols, spec.quantiles, settings, spec.nonnegative)
-                    model.fit(tr, tr["y_norm"].to_numpy())
+                    # one BLAS thread: the fits are small (statsmodels' quantile regression
+                    # gained no time from a second thread and spent 30 % more CPU, which a
+                    # parallel backfill's other worker needs), and the result does not depend
+                    # on the machine's core count
+                    with threadpool_limits(limits=1, user_api="blas"):
+                        model.fit(tr, tr["y_norm"].to_numpy())
                     trained += 1
                     if cache is not None:
                         cache.save(spec.target, name, o, fp, model)
@@ -997,8 +1003,9 @@ def forecast_community(
     day: dt.date,
     config: Any,
     cache: ModelCache | None = None,
+    targets: tuple[str, ...] = TARGETS,
 ) -> dict[str, TargetForecast]:
-    """Forecast every target of a community for ``day``.
+    """Forecast the targets of a community for ``day`` (default: every one).
 
     Parameters
     ----------
@@ -1012,9 +1019,11 @@ def forecast_community(
         Settings, site and PV sizes (the scale of PV series is their kWp).
     cache : ModelCache, optional
         Fitted models reused across days.
+    targets : tuple of str, optional
+        A subset of :data:`TARGETS`.
     """
     out = {}
-    for target in TARGETS:
+    for target in targets:
         hist = actuals.loc[actuals["target"] == target, ["unique_id", "ts", "y"]]
         out[target] = forecast_target(
             hist,

@@ -5,12 +5,20 @@ A day runs in four stages, each a Dagster job of its own (``pipelines/definition
 
 - ``ingest``: the inbox and the configured tariffs. Days run one after another (the inbox is
   taken in day order, as a sequential backfill takes it).
+- ``train:<target>`` (only on a day that trains: the backfill's first day, which may find
+  none of its 28-day window's models cached, and each day on the weekly training grid): fit
+  and cache the models that day's forecasts need for one target
+  (``assets.forecast.train_models``), the three targets in separate processes side by side.
+  A day needs its own ingest. Nothing but the model cache is written, and the forecasts
+  stage then reads the very same fits from the cache (same inputs, same fingerprint), so
+  the rows do not change; without it the first day's forecasts train about 60 models on
+  one core while the other workers wait.
 - ``forecast``: forecasts and scenarios. A day needs only its own ingest and the ones before
-  it (forecasts use data known at their issue time; models sit on a fixed weekly grid). They
-  start in day order; a day waits for the previous one to finish only where that one may
-  train (the backfill's first day, a day on the training grid): the days of a week share
-  its trained models, and two days training the same origin side by side would do the work
-  twice. The other days read cached models and run side by side.
+  it (forecasts use data known at their issue time; models sit on a fixed weekly grid), and
+  on a training day its train stages. They start in day order; a day waits for the previous
+  one to finish only where that one may still train (a training day whose train stages did
+  not all succeed): two days training the same origin side by side would do the work twice.
+  The other days read cached models and run side by side.
 - ``settle``: plan and closed-loop replay. A day needs its own forecast stage and the
   previous day's settle stage (the real-time layer's state of charge carried over: the
   ``realised_flows`` self-dependency declared on the assets).
@@ -35,6 +43,8 @@ from dataclasses import dataclass
 
 STAGES: tuple[str, ...] = ("ingest", "forecast", "settle", "report")
 """Stages of a day, each the Dagster job of that name, in dependency order."""
+TRAIN = "train:"
+"""Prefix of a training stage, ``train:<target>``: models fitted and cached, not a job."""
 
 
 @dataclass(frozen=True, order=True)
@@ -45,11 +55,23 @@ class Task:
     stage: str
 
 
+def train_tasks(
+    days: Sequence[dt.date],
+    trains: Callable[[dt.date], bool] | None,
+    targets: Sequence[str],
+) -> dict[dt.date, list[Task]]:
+    """The ``train:<target>`` stages of each training day (none without ``targets``)."""
+    if trains is None or not targets:
+        return {}
+    return {d: [Task(d, f"{TRAIN}{t}") for t in targets] for d in days if trains(d)}
+
+
 def ready(
     days: Sequence[dt.date],
     finished: dict[Task, bool],
     running: set[Task],
     trains: Callable[[dt.date], bool] | None = None,
+    train_targets: Sequence[str] = (),
 ) -> list[Task]:
     """Tasks whose dependencies are finished, in the order to start them.
 
@@ -67,19 +89,37 @@ def ready(
         a model is not trained twice side by side; after a stage that only reads cached
         models it may start as soon as that one has started. Default: every day trains
         (forecast stages one at a time).
+    train_targets : sequence of str, optional
+        Targets trained by ``train:<target>`` stages ahead of each training day's forecast
+        (default none: the forecast stage trains).
 
     Returns
     -------
     list of Task
         Settle stages first (the critical path), then report (a chain of its own, which
-        would otherwise be left to the end with one worker busy), forecast and ingest,
-        earliest day first. A stage whose own day failed an earlier stage is not returned: see
-        :func:`skipped`.
+        would otherwise be left to the end with one worker busy), ingest (short, and every
+        later stage of its day waits for it), train and forecast, earliest day first. A
+        stage whose own day failed an earlier stage is not returned: see :func:`skipped`.
     """
-    out: dict[str, list[Task]] = {s: [] for s in STAGES}
+    out: dict[str, list[Task]] = {s: [] for s in (*STAGES, TRAIN)}
     gone = skipped(days, finished)
+    training = train_tasks(days, trains, train_targets)
+
+    def still_trains(day: dt.date) -> bool:
+        """Whether the forecast stage of ``day`` may train (a training day whose train
+        stages did not all succeed)."""
+        if trains is None:
+            return True
+        if not trains(day):
+            return False
+        return day not in training or not all(finished.get(t) for t in training[day])
+
     for i, d in enumerate(days):
         prev = days[i - 1] if i else None
+        for task in training.get(d, []):
+            if task not in finished and task not in running:
+                if finished.get(Task(d, "ingest")) is True:
+                    out[TRAIN].append(task)
         for stage in STAGES:
             task = Task(d, stage)
             if task in finished or task in running:
@@ -88,11 +128,15 @@ def ready(
                 ok = prev is None or Task(prev, "ingest") in finished
             elif stage == "forecast":
                 before = Task(prev, "forecast") if prev is not None else None
-                ok = finished.get(Task(d, "ingest")) is True and (
-                    before is None
-                    or before in finished
-                    or before in gone
-                    or (before in running and trains is not None and not trains(prev))
+                ok = (
+                    finished.get(Task(d, "ingest")) is True
+                    and all(t in finished for t in training.get(d, []))
+                    and (
+                        before is None
+                        or before in finished
+                        or before in gone
+                        or (before in running and not still_trains(prev))
+                    )
                 )
             else:  # settle after its forecast, report after its settle; each in day order
                 before = "forecast" if stage == "settle" else "settle"
@@ -101,7 +145,7 @@ def ready(
                 )
             if ok:
                 out[stage].append(task)
-    return [*out["settle"], *out["report"], *out["forecast"], *out["ingest"]]
+    return [*out["settle"], *out["report"], *out["ingest"], *out[TRAIN], *out["forecast"]]
 
 
 def skipped(days: Sequence[dt.date], finished: dict[Task, bool]) -> set[Task]:
@@ -129,9 +173,12 @@ def run_parallel(
     run: Runner,
     on_done: Callable[[Task, bool], None] | None = None,
     trains: Callable[[dt.date], bool] | None = None,
+    train_targets: Sequence[str] = (),
 ) -> dict[dt.date, list[str]]:
-    """Run every stage of ``days`` on ``submit_pool`` (``workers`` at a time); ``trains`` as
-    in :func:`ready`.
+    """Run every stage of ``days`` on ``submit_pool`` (``workers`` at a time); ``trains`` and
+    ``train_targets`` as in :func:`ready`. A train stage that fails does not stop its day
+    and is not reported: the forecast stage then trains itself and reports what went wrong,
+    as in a sequential run.
 
     Returns
     -------
@@ -141,9 +188,10 @@ def run_parallel(
     finished: dict[Task, bool] = {}
     running: dict[cf.Future, Task] = {}
     errors: dict[dt.date, list[str]] = {}
-    total = len(days) * len(STAGES)
+    n_train = sum(len(t) for t in train_tasks(days, trains, train_targets).values())
+    total = len(days) * len(STAGES) + n_train
     while len(finished) + len(skipped(days, finished)) < total:
-        for task in ready(days, finished, set(running.values()), trains):
+        for task in ready(days, finished, set(running.values()), trains, train_targets):
             if len(running) >= workers:
                 break
             running[submit_pool.submit(run, task.stage, task.day)] = task
@@ -157,7 +205,7 @@ def run_parallel(
             except Exception as exc:  # noqa: BLE001 - a crashed worker fails its task
                 ok, errs = False, [f"{type(exc).__name__}: {exc}"]
             finished[task] = ok
-            if not ok:
+            if not ok and not task.stage.startswith(TRAIN):
                 errors.setdefault(task.day, []).extend(f"{task.stage}: {e}" for e in errs)
             if on_done is not None:
                 on_done(task, ok)
@@ -180,7 +228,24 @@ def _init_worker(env: dict[str, str]) -> None:
     os.environ.update(env)
 
 
+def _warm() -> None:
+    """Import what every stage needs (Dagster, the definitions, MLflow; about 3 s), so that
+    the workers do it side by side at the start instead of when their first task arrives."""
+    import assets.tracking  # noqa: F401
+    import pipelines.cli  # noqa: F401
+    import pipelines.definitions  # noqa: F401
+
+
 def _run_stage(stage: str, day: dt.date) -> tuple[bool, list[str]]:
+    if stage.startswith(TRAIN):
+        from assets.forecast import train_models
+        from assets.resources import EcmResource
+
+        try:
+            train_models(EcmResource(), day, stage.removeprefix(TRAIN))
+        except Exception as exc:  # noqa: BLE001 - the forecast stage retrains and reports it
+            return False, [f"{type(exc).__name__}: {exc}"]
+        return True, []
     from pipelines.cli import materialise_day
 
     return materialise_day(day, stage)
@@ -213,8 +278,14 @@ def backfill_parallel(
 ) -> dict[dt.date, list[str]]:
     """Backfill ``days`` in ``workers`` processes; return the days that failed, with errors."""
     from assets.resources import EcmResource
+    from models.forecasting import TARGETS
 
     check_workers(workers)
-    every = EcmResource().community().forecast.retrain_every_days
     with process_pool(workers) as pool:
-        return run_parallel(days, workers, pool, _run_stage, on_done, training_days(days, every))
+        # one warm-up task per worker: all of them start now and import side by side
+        for f in [pool.submit(_warm) for _ in range(workers)]:
+            f.result()
+        every = EcmResource().community().forecast.retrain_every_days
+        return run_parallel(
+            days, workers, pool, _run_stage, on_done, training_days(days, every), TARGETS
+        )

@@ -8,7 +8,15 @@ import threading
 
 import pytest
 
-from pipelines.backfill import STAGES, Task, check_workers, ready, run_parallel, skipped
+from pipelines.backfill import (
+    STAGES,
+    TRAIN,
+    Task,
+    check_workers,
+    ready,
+    run_parallel,
+    skipped,
+)
 
 DAYS = [dt.date(2017, 6, 1) + dt.timedelta(days=i) for i in range(5)]
 
@@ -66,9 +74,9 @@ def _trains(day: dt.date) -> bool:
     return DAYS.index(day) in (0, 3)
 
 
-def _order_respected(log: list[tuple[str, dt.date, str]], trains=None) -> None:
+def _order_respected(log: list[tuple[str, dt.date, str]], trains=None, targets=()) -> None:
     """Every stage started only after its dependencies ended (a forecast after the previous
-    one started, and ended where that one trains)."""
+    one started, and ended where that one trains itself; after its own train stages)."""
     ended: set[tuple[dt.date, str]] = set()
     started: set[tuple[dt.date, str]] = set()
     for event, day, stage in log:
@@ -79,9 +87,13 @@ def _order_respected(log: list[tuple[str, dt.date, str]], trains=None) -> None:
         i = DAYS.index(day)
         if stage == "ingest" and i:
             assert (DAYS[i - 1], "ingest") in ended
+        if stage.startswith(TRAIN):
+            assert (day, "ingest") in ended
         if stage == "forecast":
             assert (day, "ingest") in ended
-            if i and (trains is None or trains(DAYS[i - 1])):
+            if trains is not None and trains(day):
+                assert all((day, f"{TRAIN}{t}") in ended for t in targets)
+            if i and (trains is None or (trains(DAYS[i - 1]) and not targets)):
                 assert (DAYS[i - 1], "forecast") in ended
             elif i:
                 assert (DAYS[i - 1], "forecast") in started
@@ -97,9 +109,13 @@ def _order_respected(log: list[tuple[str, dt.date, str]], trains=None) -> None:
                 assert (DAYS[i - 1], "report") in ended
 
 
-@pytest.mark.parametrize("trains", [None, _trains])
+@pytest.mark.parametrize(
+    ("trains", "targets"), [(None, ()), (_trains, ()), (_trains, ("load", "pv", "price"))]
+)
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int, trains) -> None:
+def test_run_parallel_respects_every_dependency_and_runs_everything(
+    workers: int, trains, targets
+) -> None:
     log: list[tuple[str, dt.date, str]] = []
     lock = threading.Lock()
     running = [0]
@@ -117,13 +133,48 @@ def test_run_parallel_respects_every_dependency_and_runs_everything(workers: int
         return True, []
 
     with cf.ThreadPoolExecutor(workers) as pool:
-        errors = run_parallel(DAYS, workers, pool, run, trains=trains)
+        errors = run_parallel(DAYS, workers, pool, run, trains=trains, train_targets=targets)
     assert errors == {}
+    train = [(d, f"{TRAIN}{t}") for d in DAYS if trains is not None and trains(d) for t in targets]
     assert sorted((d, s) for e, d, s in log if e == "end") == sorted(
-        (d, s) for d in DAYS for s in STAGES
+        [(d, s) for d in DAYS for s in STAGES] + train
     )
     assert peak[0] <= workers
-    _order_respected(log, trains)
+    _order_respected(log, trains, targets)
+
+
+def test_train_stages_come_after_the_ingest_and_free_the_next_forecast() -> None:
+    targets = ("load", "pv")
+    finished = {Task(DAYS[0], "ingest"): True}
+    got = ready(DAYS, finished, set(), _trains, targets)
+    # the day's ingest before its train stages (every later stage waits for the ingests)
+    assert got == [Task(DAYS[1], "ingest"), Task(DAYS[0], "train:load"), Task(DAYS[0], "train:pv")]
+    finished[Task(DAYS[1], "ingest")] = True
+    finished[Task(DAYS[0], "train:load")] = True
+    assert Task(DAYS[0], "forecast") not in ready(
+        DAYS, finished, {Task(DAYS[0], "train:pv")}, _trains, targets
+    )
+    finished[Task(DAYS[0], "train:pv")] = True
+    running = {Task(DAYS[0], "forecast")}
+    # day 1's models are cached: day 2 forecasts beside it
+    assert Task(DAYS[1], "forecast") in ready(DAYS, finished, running, _trains, targets)
+    # a train stage that failed leaves the training to day 1's forecast: day 2 waits
+    finished[Task(DAYS[0], "train:pv")] = False
+    assert Task(DAYS[1], "forecast") not in ready(DAYS, finished, running, _trains, targets)
+
+
+def test_a_failed_train_stage_is_not_an_error_of_its_day() -> None:
+    def run(stage: str, day: dt.date) -> tuple[bool, list[str]]:
+        if stage.startswith(TRAIN):
+            return False, ["out of memory"]
+        return True, []
+
+    ran: list[Task] = []
+    with cf.ThreadPoolExecutor(2) as pool:
+        errors = run_parallel(DAYS, 2, pool, run, lambda t, ok: ran.append(t), _trains, ("load",))
+    assert errors == {}
+    assert {Task(d, s) for d in DAYS for s in STAGES} <= set(ran)
+    assert Task(DAYS[3], "train:load") in ran
 
 
 def test_failures_are_reported_and_their_days_later_stages_skipped() -> None:
