@@ -15,6 +15,7 @@ from assets.partitions import daily_partitions, with_days_before
 from assets.queries import actuals
 from assets.resources import EcmResource
 from models.anomalies import forecast_anomalies, meter_anomalies, quarantine_anomalies
+from models.plan_store import approval_state, record_decision
 from models.reports import key_figures, render_member_statements, render_plan_report
 from models.settlement_store import latest_version, settled_allocations
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
@@ -148,6 +149,11 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     alloc = settled_allocations(wh, day)
     version = latest_version(wh, day)
     anom = wh.read_day("anomalies", day)
+    plan = wh.read_day("dispatch_plan", day)
+    approval = approval_state(wh, day, plan)
+    if cfg.dispatch.auto_approve and approval["state"] == "proposed":
+        record_decision(wh, day, "approved", by="auto-approve", source="auto")
+        approval = approval_state(wh, day, plan)
     common = {"community_name": cfg.community.name, "currency": cfg.community.currency}
     plan_path = render_plan_report(
         day,
@@ -155,7 +161,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         forecast_quality=forecast_quality(wh, cfg, day, fc),
         tz=cfg.community.timezone,
         forecasts=fc,
-        plan=wh.read_day("dispatch_plan", day),
+        plan=plan,
         summary=saved["summary"],
         anomalies=anom,
         allocations=alloc,
@@ -163,6 +169,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         solve_info=saved["solve_info"],
         realised=wh.read_day("evaluation", day),
         settlement=version,
+        approval=approval,
         **common,
     )
     statements = render_member_statements(
@@ -184,6 +191,8 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     return dg.MaterializeResult(
         metadata={
             "plan_report": dg.MetadataValue.path(str(plan_path)),
+            "plan_version": str(approval["plan_version"]),
+            "plan_approval": str(approval["state"]),
             "statements": len(statements),
             **{k: (float(v) if isinstance(v, int | float) else str(v)) for k, v in figures.items()},
         }

@@ -401,6 +401,12 @@ class DispatchSettings(_Strict):
     cycling_penalty_per_kwh: float = Field(
         default=1e-4, ge=0, description="small penalty on charge + discharge [currency/kWh]"
     )
+    auto_approve: bool = Field(
+        default=False,
+        description="approve each day's plan when its report is made ('auto-approve' in the "
+        "audit ledger), so scheduled runs export approved setpoints; otherwise a plan stays "
+        "proposed until `ecm plan approve`",
+    )
 
 
 class ControlSettings(_Strict):

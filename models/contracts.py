@@ -395,6 +395,40 @@ TABLES: dict[str, Table] = {
             None,
         ),
         Table(
+            "plan_decisions",
+            "Operator decisions on a day's plan (approve or reject), each bound to the plan's "
+            "version; a plan whose version has no decision is 'proposed'.",
+            (
+                _c("day", "DATE", "local day of the plan"),
+                _c("plan_version", "VARCHAR", "version of the plan decided on (plan hash)"),
+                _c("decision", "VARCHAR", "approved | rejected"),
+                _c("decided_by", "VARCHAR", "who decided ('auto-approve' for the configuration)"),
+                _c("comment", "VARCHAR", "the operator's comment", True),
+                _c("decided_at", _TS, "when it was recorded (UTC)"),
+                _c("source", "VARCHAR", "cli | api | auto"),
+                _c("prev_hash", "VARCHAR", "hash of the previous ledger entry"),
+                _c("hash", "VARCHAR", "this decision's ledger hash"),
+            ),
+            ("day", "decided_at"),
+            None,
+        ),
+        Table(
+            "api_tokens",
+            "API tokens of the service (`ecm token create`): only a SHA-256 of the secret is "
+            "stored; a member token sees that member's data only.",
+            (
+                _c("token_id", "VARCHAR", "public id of the token (its first part)"),
+                _c("secret_sha256", "VARCHAR", "SHA-256 of the token's secret part (hex)"),
+                _c("role", "VARCHAR", "operator | member"),
+                _c("member_id", "VARCHAR", "the member of a member token", True),
+                _c("label", "VARCHAR", "what the token is for", True),
+                _c("created_at", _TS, "when it was created (UTC)"),
+                _c("revoked_at", _TS, "when it was revoked (UTC; null: valid)", True),
+            ),
+            ("token_id",),
+            None,
+        ),
+        Table(
             "backtests",
             "Scores of `ecm backtest` runs: every model, the ensemble, the daily champion and the "
             "naive baselines on the same rows, overall, per series, per horizon hour, per day "
@@ -590,6 +624,7 @@ APPEND_ONLY = {
     "quarantined_readings": "appended per file, never deleted",
     "settlement_versions": "appended per version, never overwritten",
     "policy_approvals": "appended, never deleted",
+    "plan_decisions": "appended, never deleted",
     "audit_ledger": "append-only",
     "backtests": "appended per backtest run",
 }

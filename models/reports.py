@@ -153,6 +153,14 @@ _PLAN_TEMPLATE = """{% extends "base.html" %}
 <h1>{{ community_name }}: dispatch plan for {{ day }}</h1>
 <p class="sub">Times are local time, {{ tz }} ({{ tz_abbrevs }}); {{ n_intervals }} intervals.
 Energies in kWh, money in {{ currency }}.</p>
+{% if approval %}
+<p id="plan-approval" class="approval-{{ approval.state }}">Plan version
+<code>{{ approval.plan_version }}</code>: <strong>{{ approval.state }}</strong>
+{%- if approval.get("decided_by") %} by {{ approval.decided_by }} at {{ approval.decided_at }}
+({{ approval.source }}){% if approval.comment %}: &ldquo;{{ approval.comment }}&rdquo;{% endif %}
+{%- else %}: not yet approved; its export (<code>ecm export plan</code>) is marked proposed
+until an operator runs <code>ecm plan approve</code>{% endif %}.</p>
+{% endif %}
 {% if fallback %}
 <div class="banner" id="fallback-banner">rule-based fallback plan: the optimiser failed:
 {{ fallback_reason }}</div>
@@ -460,8 +468,12 @@ def render_plan_report(
     realised: pd.DataFrame | None = None,
     settlement: Mapping[str, Any] | None = None,
     forecast_quality: pd.DataFrame | None = None,
+    approval: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the operators' daily plan report.
+
+    ``approval`` (optional) is the plan's approval state (``models.plan_store.approval_state``):
+    proposed, approved or rejected, by whom, when and why.
 
     ``forecast_quality`` (optional) has one row per target: ``target, model, origin,
     window_coverage, yesterday_coverage`` [-] and ``note`` (training failures and fallbacks).
@@ -565,6 +577,7 @@ def render_plan_report(
         **_anomaly_context(anomalies, zone),
         "allocation_tables": _allocation_tables(allocations, settlement_rule, names, owner_id),
         "settlement": settlement,
+        "approval": approval,
         **_realised_context(realised, summary, currency),
     }
     html = _ENV.get_template("plan.html").render(**context)

@@ -212,4 +212,7 @@ def verify(wh: Warehouse) -> tuple[int, list[str]]:
     for row in approvals(wh).to_dict("records"):
         row["approved_on"] = pd.Timestamp(row["approved_on"]).date()
         payloads[row["policy_hash"]] = approval_payload(row)
+    from models.plan_store import decision_payloads  # it builds on this module's ledger
+
+    payloads.update(decision_payloads(wh))
     return len(ledger), verify_chain(ledger, payloads)

@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipelines.api.commands import export_app, plan_app, serve, token_app
+
 # Partitioned asset checks are a Dagster preview feature; the warning is noise for operators.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
@@ -31,6 +33,10 @@ audit_app = typer.Typer(help="The hash-chained audit ledger.", no_args_is_help=T
 app.add_typer(audit_app, name="audit")
 bench_app = typer.Typer(help="Benchmarks that print one JSON line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(token_app, name="token")
+app.add_typer(plan_app, name="plan")
+app.add_typer(export_app, name="export")
+app.command("serve")(serve)
 study_app = typer.Typer(help="Case studies on built-in communities.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 console = Console()
@@ -301,7 +307,8 @@ def _run_days_parallel(days: list[dt.date], workers: int) -> list[tuple[dt.date,
 
         def done(task, ok):
             progress.update(bar, description=f"{task.day} {task.stage}")
-            progress.advance(bar)
+            if task.stage in STAGES:  # train stages warm the cache of a forecast stage
+                progress.advance(bar)
 
         errors = backfill_parallel(days, workers, done)
     return sorted(errors.items())

@@ -71,6 +71,13 @@ report_job = dg.define_asset_job(
     "fourth stage, off the critical path).",
 )
 
+review_job = dg.define_asset_job(
+    "review",
+    selection=dg.AssetSelection.assets("reports"),
+    partitions_def=daily_partitions,
+    description="Re-render one day's report and statements (after a plan decision).",
+)
+
 bill_job = dg.define_asset_job(
     "bill",
     selection=dg.AssetSelection.assets("monthly_bills"),
@@ -104,7 +111,16 @@ def _feed() -> dg.ConfigurableResource:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[daily_job, evaluate_job, ingest_job, forecast_job, settle_job, report_job, bill_job],
+    jobs=[
+        daily_job,
+        evaluate_job,
+        ingest_job,
+        forecast_job,
+        settle_job,
+        report_job,
+        review_job,
+        bill_job,
+    ],
     schedules=[daily_schedule],
     # runs launched by the schedule or the UI execute their steps in subprocesses, two at
     # a time (the CLI's runs execute in process)

@@ -1,0 +1,194 @@
+"""The API service, tokens, plan decisions and the setpoints export on one materialised demo
+day (issue #10): 401 without a token, 403 for another member's data, approval in the report,
+the export valid against its documented schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from assets.resources import EcmResource
+from models.warehouse import Warehouse
+from optimisation.setpoints import schema
+from pipelines.api.app import create_app
+from pipelines.cli import _prepare_home, app, materialise_day
+
+DAY = dt.date(2017, 6, 14)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ecm_api_home")
+    saved = {k: os.environ.get(k) for k in ("ECM_HOME", "DAGSTER_HOME")}
+    os.environ["ECM_HOME"] = str(path)
+    _prepare_home()
+    ok, errors = materialise_day(DAY)
+    assert ok, errors
+    yield path
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _token(*args: str) -> str:
+    r = runner.invoke(app, ["token", "create", *args])
+    assert r.exit_code == 0, r.output
+    return r.output.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def tokens(home):
+    return {
+        "operator": _token("--role", "operator", "--label", "ops"),
+        "M07": _token("--role", "member", "--member", "M07"),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    return TestClient(create_app(EcmResource()))
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_no_malformed_unknown_or_revoked_token_gives_401_json(client, tokens, home):
+    url = f"/api/v1/days/{DAY}/plan"
+    for headers in ({}, _h("nonsense"), _h("ecm_000000000000_" + "A" * 43)):
+        r = client.get(url, headers=headers)
+        assert r.status_code == 401, headers
+        assert "detail" in r.json() and "Traceback" not in r.text
+    doomed = _token("--role", "member", "--member", "M08")
+    assert client.get(url, headers=_h(doomed)).status_code == 200
+    assert runner.invoke(app, ["token", "revoke", doomed.split("_")[1]]).exit_code == 0
+    r = client.get(url, headers=_h(doomed))
+    assert r.status_code == 401 and r.json()["detail"] == "revoked token"
+
+
+def test_only_hashes_of_tokens_are_stored(home, tokens):
+    stored = Warehouse(home / "warehouse.duckdb").read("api_tokens")
+    text = stored.to_csv()
+    for tok in tokens.values():
+        assert tok.split("_")[2] not in text
+        assert tok.split("_")[1] in set(stored["token_id"])
+
+
+def test_operator_reads_plan_allocations_and_anomalies(client, tokens):
+    h = _h(tokens["operator"])
+    plan = client.get(f"/api/v1/days/{DAY}/plan", headers=h)
+    assert plan.status_code == 200
+    body = plan.json()
+    assert len({r["member_id"] for r in body["rows"]}) == 18  # 17 homes and the community
+    assert body["approval"]["state"] in ("proposed", "approved", "rejected")
+    alloc = client.get(f"/api/v1/days/{DAY}/allocations", headers=h)
+    assert alloc.status_code == 200 and alloc.json()["settlement_version"] >= 1
+    assert len({r["member_id"] for r in alloc.json()["rows"]}) > 1
+    assert client.get(f"/api/v1/days/{DAY}/anomalies", headers=h).status_code == 200
+    days = client.get("/api/v1/days", headers=h).json()
+    assert [d["day"] for d in days] == [str(DAY)]
+
+
+def test_a_member_sees_its_own_statement_and_rows_and_is_refused_another(client, tokens):
+    h = _h(tokens["M07"])
+    mine = client.get(f"/api/v1/members/M07/statements/{DAY}", headers=h)
+    assert mine.status_code == 200 and "M07" in mine.text
+    other = client.get(f"/api/v1/members/M08/statements/{DAY}", headers=h)
+    assert other.status_code == 403
+    rows = client.get(f"/api/v1/days/{DAY}/allocations", headers=h).json()["rows"]
+    assert rows and {r["member_id"] for r in rows} == {"M07"}
+    plan = client.get(f"/api/v1/days/{DAY}/plan", headers=h).json()["rows"]
+    assert {r["member_id"] for r in plan} == {"M07"}
+    sp = client.get(f"/api/v1/days/{DAY}/setpoints", headers=h).json()
+    assert {d["member_id"] for d in sp["devices"]} <= {"M07"}
+    assert client.get(f"/api/v1/members/M08/statements/{DAY}", headers=_h(tokens["operator"]))
+
+
+def test_bad_paths_get_4xx_json(client, tokens):
+    h = _h(tokens["operator"])
+    assert client.get("/api/v1/days/2017-13-01/plan", headers=h).status_code == 422
+    assert client.get("/api/v1/days/not-a-day/plan", headers=h).status_code == 422
+    missing = client.get("/api/v1/days/2017-06-20/plan", headers=h)
+    assert missing.status_code == 404 and "2017-06-20" in missing.json()["detail"]
+    evil = client.get(f"/api/v1/members/..%2Fevil/statements/{DAY}", headers=h)
+    assert evil.status_code in (404, 422)
+    assert "Traceback" not in evil.text
+
+
+def test_export_is_valid_against_its_schema_and_proposed_until_approved(home):
+    r = runner.invoke(app, ["export", "plan", "--date", str(DAY), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    jsonschema.validate(doc, schema())
+    assert doc["approval"]["state"] == "proposed"
+    assert len(doc["devices"]) >= 1
+    n = len(doc["devices"][0]["intervals"])
+    assert n == 24
+    csv = runner.invoke(app, ["export", "plan", "--date", str(DAY), "--format", "csv"]).output
+    lines = csv.strip().splitlines()
+    assert len(lines) == 1 + n * len(doc["devices"])
+    assert lines[0].startswith("device_id,member_id,kind,start,end,charge_kw")
+
+
+def test_export_matches_the_plan_in_kw_and_deviations_are_consistent(home):
+    doc = json.loads(runner.invoke(app, ["export", "plan", "--date", str(DAY)]).output)
+    plan = Warehouse(home / "warehouse.duckdb").read_day("dispatch_plan", DAY)
+    exp = plan[plan["scenario"] == "expected"]
+    for d in doc["devices"]:
+        rows = exp[exp["member_id"] == d["member_id"]].sort_values("ts")
+        charge = [iv["charge_kw"] for iv in d["intervals"]]  # hourly: kW = kWh
+        assert charge == pytest.approx(rows["charge_kwh"].round(4).tolist(), abs=1e-4)
+        for iv in d["intervals"]:
+            # a deviation never exceeds the planned move it comes from
+            assert iv["extra_charge_kw"] <= iv["charge_kw"] + 1e-6
+            assert iv["extra_discharge_kw"] <= iv["discharge_kw"] + 1e-6
+            assert 0 <= iv["target_soc_kwh"] <= d["capacity_kwh"] + 1e-6
+
+
+def test_approval_is_recorded_shown_in_the_report_and_exported(home, client, tokens):
+    r = runner.invoke(
+        app, ["plan", "approve", "--date", str(DAY), "--by", "Ops Lead", "--comment", "ok"]
+    )
+    assert r.exit_code == 0, r.output
+    report = (home / "reports" / str(DAY) / "plan.html").read_text()
+    assert 'id="plan-approval"' in report and "approved" in report and "Ops Lead" in report
+    doc = json.loads(runner.invoke(app, ["export", "plan", "--date", str(DAY)]).output)
+    assert doc["approval"]["state"] == "approved"
+    assert doc["approval"]["decided_by"] == "Ops Lead"
+    # a member may not decide; a decision on a version that is not the stored one is refused
+    body = {"decision": "rejected", "by": "M07"}
+    url = f"/api/v1/days/{DAY}/approval"
+    assert client.post(url, json=body, headers=_h(tokens["M07"])).status_code == 403
+    stale = {**body, "by": "ops", "plan_version": "0" * 16}
+    assert client.post(url, json=stale, headers=_h(tokens["operator"])).status_code == 409
+    ok = {**body, "by": "ops", "plan_version": doc["plan_version"], "comment": "too risky"}
+    r = client.post(url, json=ok, headers=_h(tokens["operator"]))
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+    # every decision is in the audit ledger, and the chain verifies
+    v = runner.invoke(app, ["audit", "verify"])
+    assert v.exit_code == 0, v.output
+    ledger = Warehouse(home / "warehouse.duckdb").read("audit_ledger")
+    assert (ledger["kind"] == "plan_decision").sum() == 2
+
+
+def test_a_changed_plan_is_proposed_again(home):
+    from models.plan_store import approval_state, plan_version
+
+    wh = Warehouse(home / "warehouse.duckdb")
+    plan = wh.read_day("dispatch_plan", DAY)
+    changed = plan.copy()
+    changed.loc[changed.index[0], "charge_kwh"] += 0.5
+    assert plan_version(changed) != plan_version(plan)
+    assert approval_state(wh, DAY, changed)["state"] == "proposed"
+    # solver noise is not a new version (nor is -0.0 against 0.0)
+    noisy = plan.assign(charge_kwh=plan["charge_kwh"] + 1e-9, soc_kwh=plan["soc_kwh"] - 1e-9)
+    assert plan_version(noisy) == plan_version(plan)
