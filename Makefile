@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-postgres lint bench bench-evaluation bench-backfill dev clean
+.PHONY: demo test test-slow test-postgres browser-deps lint bench bench-evaluation bench-backfill dev clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ecm demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
@@ -27,6 +27,10 @@ test-slow: $(STAMP)
 # none is running, then runs a daily run end to end against it.
 test-postgres: $(STAMP)
 	ECM_DAGSTER_PG_URL="$$(bash scripts/postgres_up.sh)" $(BIN)/python -m pytest -q -m postgres
+
+# Debian's chromium and chromium-driver for the portal's browser test (installed if missing)
+browser-deps:
+	@bash scripts/install_chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ warehouse rows and pure functions the assets use (no Dagster here)."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -57,3 +58,56 @@ def days(ecm: EcmResource) -> pd.DataFrame:
     df["day"] = pd.to_datetime(df["day"]).dt.date
     df["approval"] = [approval_state(wh, d)["state"] for d in df["day"]]
     return df
+
+
+def member_days(ecm: EcmResource, member_id: str) -> pd.DataFrame:
+    """The member's settled days: consumption, shared energy and amount of the settlement
+    rule, from each day's latest settlement version (amounts as exact Decimals).
+
+    Returns
+    -------
+    DataFrame
+        ``day, consumption_kwh, shared_kwh, amount, currency, version``, oldest first.
+    """
+    wh = ecm.warehouse()
+    df = wh.query(
+        "SELECT a.day, a.consumption_kwh, a.shared_kwh, CAST(a.amount AS VARCHAR) AS amount, "
+        "a.currency, a.version FROM allocations a "
+        "JOIN (SELECT day, max(version) AS version FROM allocations GROUP BY day) v "
+        "USING (day, version) WHERE a.member_id = ? AND a.is_settlement ORDER BY a.day",
+        [member_id],
+    )
+    df["day"] = pd.to_datetime(df["day"]).dt.date
+    df["amount"] = [Decimal(a) for a in df["amount"]]
+    return df
+
+
+def member_months(days_df: pd.DataFrame) -> pd.DataFrame:
+    """Monthly sums of :func:`member_days` (amounts summed exactly)."""
+    if days_df.empty:
+        return pd.DataFrame(columns=["month", "days", "shared_kwh", "amount", "currency"])
+    g = days_df.assign(month=[d.strftime("%Y-%m") for d in days_df["day"]]).groupby("month")
+    return pd.DataFrame(
+        {
+            "days": g["day"].count(),
+            "shared_kwh": g["shared_kwh"].sum(),
+            "amount": g["amount"].agg(lambda s: sum(s, Decimal("0.00"))),
+            "currency": g["currency"].first(),
+        }
+    ).reset_index()
+
+
+def member_anomalies(ecm: EcmResource, member_id: str) -> pd.DataFrame:
+    """Flags raised on the member or its metering points, newest first."""
+    return ecm.warehouse().query(
+        "SELECT day, rule, severity, subject_id, message FROM anomalies WHERE subject_id = ? "
+        "OR subject_id IN (SELECT metering_point_id FROM metering_points WHERE owner_id = ?) "
+        "ORDER BY day DESC, severity",
+        [member_id, member_id],
+    )
+
+
+def member_name(ecm: EcmResource, member_id: str) -> str | None:
+    """The member's display name, or None for an unknown id."""
+    df = ecm.warehouse().query("SELECT name FROM members WHERE member_id = ?", [member_id])
+    return None if df.empty else str(df["name"].iloc[0])

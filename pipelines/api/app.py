@@ -25,6 +25,7 @@ from assets.serving import NotFound, days, setpoints_document
 from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
 from models.plan_store import PlanDecisionError, approval_state, authenticate, record_decision
+from pipelines.api.portal import add_portal
 
 log = logging.getLogger("ecm.api")
 API = "/api/v1"
@@ -187,6 +188,39 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
             df = df[df["subject_id"].astype(str).isin(mine)]
         return {"day": str(day), "rows": _records(df)}
 
+    @app.get(f"{API}/days/{{day}}/realised")
+    def realised(day: DayParam, who: Who, controller: str | None = None) -> dict[str, Any]:
+        """The metered day replayed under every controller: flows per member and interval
+        (a member sees their own) and the community's evaluation per controller."""
+        known_day(day)
+        wh = ecm.warehouse()
+        flows = own(who, wh.read_day("realised_flows", day))
+        if controller is not None:
+            flows = flows[flows["controller"] == controller]
+        return {
+            "day": str(day),
+            "evaluation": _records(wh.read_day("evaluation", day)),
+            "flows": _records(flows),
+        }
+
+    @app.get(f"{API}/days/{{day}}/forecasts")
+    def forecasts(day: DayParam, who: Who, champion_only: bool = True) -> dict[str, Any]:
+        """The day's forecasts (champion by default; a member sees their own series)."""
+        known_day(day)
+        df = ecm.warehouse().read_day("forecasts", day)
+        if champion_only:
+            df = df[df["is_champion"]]
+        return {"day": str(day), "rows": _records(own(who, df, "unique_id"))}
+
+    @app.get(f"{API}/days/{{day}}/report", response_class=HTMLResponse)
+    def report(day: DayParam, who: Annotated[Principal, Depends(operator)]) -> HTMLResponse:
+        """The operator's plan report of the day (HTML; its figures load plotly.js from the
+        reports folder, so open the file itself for the charts)."""
+        path = ecm.reports_dir() / f"{day}" / "plan.html"
+        if not path.is_file():
+            raise HTTPException(404, f"no report for {day}")
+        return HTMLResponse(path.read_text(encoding="utf-8"))
+
     @app.get(f"{API}/days/{{day}}/setpoints")
     def setpoints(day: DayParam, who: Who) -> dict[str, Any]:
         """Setpoints per device (schema ``ecm.setpoints/v1``); a member gets their devices."""
@@ -209,4 +243,5 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
             raise HTTPException(404, f"no statement of {member_id} for {day}")
         return HTMLResponse(path.read_text(encoding="utf-8"))
 
+    add_portal(app, ecm)
     return app

@@ -192,3 +192,106 @@ def test_a_changed_plan_is_proposed_again(home):
     # solver noise is not a new version (nor is -0.0 against 0.0)
     noisy = plan.assign(charge_kwh=plan["charge_kwh"] + 1e-9, soc_kwh=plan["soc_kwh"] - 1e-9)
     assert plan_version(noisy) == plan_version(plan)
+
+
+def test_realised_forecasts_and_report(client, tokens):
+    op, m7 = _h(tokens["operator"]), _h(tokens["M07"])
+    r = client.get(f"/api/v1/days/{DAY}/realised?controller=ecm", headers=op).json()
+    assert {e["controller"] for e in r["evaluation"]} >= {"ecm", "self_consumption"}
+    assert {f["controller"] for f in r["flows"]} == {"ecm"}
+    mine = client.get(f"/api/v1/days/{DAY}/realised", headers=m7).json()["flows"]
+    assert mine and {f["member_id"] for f in mine} == {"M07"}
+    fc = client.get(f"/api/v1/days/{DAY}/forecasts", headers=m7).json()["rows"]
+    assert fc and {f["unique_id"] for f in fc} == {"M07"} and all(f["is_champion"] for f in fc)
+    assert client.get(f"/api/v1/days/{DAY}/report", headers=m7).status_code == 403
+    rep = client.get(f"/api/v1/days/{DAY}/report", headers=op)
+    assert rep.status_code == 200 and "dispatch plan" in rep.text
+
+
+def test_portal_signs_a_member_in_and_shows_only_their_pages(home, tokens):
+    c = TestClient(create_app(EcmResource()))
+    assert c.get("/portal", follow_redirects=False).headers["location"] == "/portal/login"
+    bad = c.post("/portal/login", data={"token": "nonsense"})
+    assert bad.status_code == 401 and "Sign-in refused" in bad.text
+    r = c.post("/portal/login", data={"token": tokens["M07"]}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/portal/members/M07"
+    assert "httponly" in r.headers["set-cookie"].lower()
+    page = c.get("/portal/members/M07")
+    assert page.status_code == 200 and 'id="member-heading"' in page.text
+    assert str(DAY) in page.text and "download" in page.text
+    st = c.get(f"/portal/members/M07/statements/{DAY}")
+    assert st.status_code == 200 and "attachment" in st.headers["content-disposition"]
+    assert c.get("/portal/members/M08").status_code == 403
+    assert c.get(f"/portal/members/M08/statements/{DAY}").status_code == 403
+    c.post("/portal/logout")
+    assert c.get("/portal/members/M07", follow_redirects=False).status_code == 303
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    """``ecm serve``'s app on a free localhost port, in a thread."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(EcmResource()), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        threading.Event().wait(0.05)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_portal_in_a_real_browser(server, tokens):
+    """Headless Chromium (Debian's chromium and chromium-driver, installed by `make test`)
+    signs in with M07's token, sees M07's days and amounts, downloads nothing from M08 and is
+    refused M08's page."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver_path = shutil.which("chromedriver")
+    assert driver_path, "chromium-driver is missing: run `make test` (it installs it)"
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    browser = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        browser.get(f"{server}/portal")
+        assert browser.current_url.endswith("/portal/login")
+        browser.find_element(By.ID, "token").send_keys(tokens["M07"])
+        browser.find_element(By.ID, "sign-in").click()
+        WebDriverWait(browser, 20).until(
+            lambda b: b.current_url.endswith("/portal/members/M07")
+            or b.find_elements(By.ID, "login-error")
+        )
+        assert browser.current_url.endswith("/portal/members/M07"), browser.page_source[:2000]
+        assert "(M07)" in browser.find_element(By.ID, "member-heading").text
+        days = browser.find_element(By.ID, "days").text
+        assert str(DAY) in days
+        link = browser.find_element(By.LINK_TEXT, "download")
+        assert link.get_attribute("href").endswith(f"/portal/members/M07/statements/{DAY}")
+        browser.get(f"{server}/portal/members/M08")
+        assert "belongs to another member" in browser.find_element(By.TAG_NAME, "body").text
+        assert "M08" not in browser.find_element(By.TAG_NAME, "body").text
+        browser.find_element(By.ID, "logout").click()
+        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/portal/login"))
+        browser.get(f"{server}/portal/members/M07")
+        assert browser.current_url.endswith("/portal/login")
+    finally:
+        browser.quit()
