@@ -82,6 +82,12 @@ def forecasts(
             context.log.warning(f"{target}: {note}")
         if run_id:
             meta[f"{target}_mlflow_run"] = run_id
+            try:
+                meta[f"{target}_mlflow_run_link"] = dg.MetadataValue.url(
+                    mlflow_tracker.run_url(run_id)
+                )
+            except Exception as exc:  # noqa: BLE001 - a link is not worth failing the day
+                context.log.warning(f"{target}: no MLflow link: {exc}")
     n = wh.replace("forecasts", pd.concat(frames, ignore_index=True), {"day": day})
     try:
         meta["mlflow_tracking_uri"] = mlflow_tracker.uri()

@@ -221,6 +221,15 @@ class MlflowTracker(dg.ConfigurableResource):
     """
 
     tracking_uri: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"
+    """where `mlflow ui` serves this tracking store (its default address; see the README)"""
+
+    def run_url(self, run_id: str) -> str:
+        """Link to a run in the MLflow UI (``#/experiments/<id>/runs/<run id>``)."""
+        import mlflow
+
+        exp = mlflow.MlflowClient(self.uri()).get_run(run_id).info.experiment_id
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
 
     def uri(self) -> str:
         """Tracking URI."""

@@ -191,6 +191,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     return dg.MaterializeResult(
         metadata={
             "plan_report": dg.MetadataValue.path(str(plan_path)),
+            "plan_report_link": dg.MetadataValue.url(plan_path.resolve().as_uri()),
             "plan_version": str(approval["plan_version"]),
             "plan_approval": str(approval["state"]),
             "statements": len(statements),

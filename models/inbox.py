@@ -11,7 +11,8 @@ File formats (CSV, Parquet or Excel ``.xlsx``; CSV is UTF-8, comma-separated, a 
 timestamps are ISO 8601 **with** a UTC offset and mark the interval start):
 
 meters
-    ``metering_point_id, ts, kwh[, quality]``, see :mod:`models.meters`.
+    ``metering_point_id, ts, kwh[, quality]``, see :mod:`models.meters`; or an Austrian EDA
+    consumption record (``.xml``) or a Spanish Datadis hourly CSV, see :mod:`models.exchange`.
 prices
     ``ts, price_type, price_per_kwh[, unit]``: ``price_type`` is ``import`` or ``export``;
     ``unit`` is ``<CUR>/kWh`` or ``<CUR>/MWh`` (default ``tariffs.price_file_unit``, else the
@@ -324,7 +325,7 @@ def parse_inbox_file(kind: str, path: Path, ctx: InboxContext, sha256: str) -> p
     MeterFileError
         (or its subclass :class:`InboxFileError`) naming the file, row and field.
     """
-    raw = read_meter_file(path)
+    raw = read_meter_file(path, ctx.tz)
     raw.columns = [str(c).strip() for c in raw.columns]
     name = path.name
     if kind == "meters":

@@ -15,6 +15,8 @@ column                        meaning
 ============================  ===============================================================
 
 CSV files are UTF-8 (a byte-order mark is accepted), comma-separated, with a header row.
+Austrian EDA consumption records (``.xml``) and Spanish Datadis downloads are read into these
+columns by :mod:`models.exchange`.
 Any problem raises :class:`MeterFileError` naming the file, the row (as the file shows it:
 the header is row 1) and the field; nothing is written unless the whole file is valid.
 """
@@ -70,13 +72,18 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_meter_file(path: str | Path) -> pd.DataFrame:
+def read_meter_file(path: str | Path, tz: str | None = None) -> pd.DataFrame:
     """Read a meter file into raw string/number columns, without interpreting them.
+
+    An Austrian EDA consumption record (``.xml``) or a Spanish Datadis download (a ``;``
+    CSV with the Datadis header) is read into the same columns (``models.exchange``); the
+    Datadis days are local, so it needs ``tz``.
 
     Raises
     ------
     MeterFileError
-        Unreadable, too large, wrong delimiter or unknown extension.
+        Unreadable, too large, wrong delimiter or unknown extension (``ExchangeFileError``
+        for an EDA or Datadis file, naming the element or row).
     """
     p = Path(path)
     if not p.is_file():
@@ -84,9 +91,17 @@ def read_meter_file(path: str | Path) -> pd.DataFrame:
     if p.stat().st_size > MAX_FILE_BYTES:
         raise MeterFileError(str(p), f"file larger than {MAX_FILE_BYTES} bytes")
     suffix = p.suffix.lower()
+    from models import exchange
+
+    if suffix == ".xml":
+        return exchange.read_eda_xml(p)
     try:
         if suffix == ".csv":
             text = p.read_bytes().decode("utf-8-sig")
+            if exchange.is_datadis(text):
+                if tz is None:
+                    raise MeterFileError(str(p), "a Datadis file needs the community time zone")
+                return exchange.read_datadis_csv(p, text, tz)
             header = text.split("\n", 1)[0]
             if ";" in header and "," not in header:
                 raise MeterFileError(str(p), "delimiter must be ',' (found ';')", row=1)
@@ -99,7 +114,9 @@ def read_meter_file(path: str | Path) -> pd.DataFrame:
         elif suffix in (".xlsx", ".xlsm"):
             df = pd.read_excel(p, dtype=object)
         else:
-            raise MeterFileError(str(p), f"unknown file type {suffix!r} (csv, parquet, xlsx)")
+            raise MeterFileError(
+                str(p), f"unknown file type {suffix!r} (csv, parquet, xlsx, EDA xml)"
+            )
     except MeterFileError:
         raise
     except UnicodeDecodeError as exc:
@@ -414,7 +431,7 @@ def load_meter_file(
     path: str | Path, *, metering_points: Mapping[str, MeteringPointInfo], tz: str
 ) -> pd.DataFrame:
     """Read and validate one meter file (see the module docstring for the format)."""
-    raw = read_meter_file(path)
+    raw = read_meter_file(path, tz)
     header_rows = 1
     return validate_meter_frame(
         raw,

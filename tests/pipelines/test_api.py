@@ -295,3 +295,19 @@ def test_portal_in_a_real_browser(server, tokens):
         assert browser.current_url.endswith("/portal/login")
     finally:
         browser.quit()
+
+
+def test_materialisations_link_to_the_report_and_the_mlflow_run(home):
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+
+    def latest(key: str) -> dict:
+        ev = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert ev is not None, key
+        return ev.asset_materialization.metadata
+
+    link = latest("reports")["plan_report_link"]
+    assert isinstance(link, dg.UrlMetadataValue) and link.url.endswith(f"{DAY}/plan.html")
+    mlflow_link = latest("forecasts")["load_mlflow_run_link"]
+    assert "/#/experiments/" in mlflow_link.url and "/runs/" in mlflow_link.url

@@ -68,3 +68,42 @@ def test_partitions_are_local_days_with_dst():
     assert pd_.timezone == "America/Los_Angeles"
     keys = pd_.get_partition_keys()
     assert keys[0] == "2016-08-01" and keys[-1] == "2017-07-31"
+
+
+def test_every_asset_has_description_group_owners_kinds_and_daily_freshness():
+    from pathlib import Path
+
+    import yaml
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.description and len(node.description) > 20, name
+        assert node.group_name and node.group_name != "default", name
+        assert node.owners and all(o.startswith("team:") for o in node.owners), name
+        assert node.kinds, name
+        policy = node.freshness_policy
+        if name == "monthly_bills":
+            assert policy is None
+        else:
+            assert type(policy).__name__ == "CronFreshnessPolicy", name
+            assert policy.deadline_cron == "0 9 * * *"
+    root = Path(__file__).resolve().parents[2]
+    for f in ("dagster.yaml", "dagster.postgres.yaml"):
+        assert yaml.safe_load((root / f).read_text())["freshness"] == {"enabled": True}, f
+
+
+def test_dagster_finds_the_definitions_from_the_project_root():
+    """`dagster dev` from the root loads the code location named in pyproject.toml."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    exe = Path(sys.executable).parent / "dagster"
+    run = subprocess.run(
+        [str(exe), "definitions", "validate"], cwd=root, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Validation successful for code location ecm" in run.stdout + run.stderr
