@@ -277,8 +277,10 @@ def test_portal_in_a_real_browser(server, tokens):
         browser.find_element(By.ID, "token").send_keys(tokens["M07"])
         browser.find_element(By.ID, "sign-in").click()
         WebDriverWait(browser, 20).until(
-            lambda b: b.current_url.endswith("/portal/members/M07")
-            or b.find_elements(By.ID, "login-error")
+            lambda b: (
+                b.current_url.endswith("/portal/members/M07")
+                or b.find_elements(By.ID, "login-error")
+            )
         )
         assert browser.current_url.endswith("/portal/members/M07"), browser.page_source[:2000]
         assert "(M07)" in browser.find_element(By.ID, "member-heading").text
