@@ -14,6 +14,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+import pandas as pd
+
 ROLES = ("operator", "member")
 """An operator sees everything; a member only their own data."""
 
@@ -72,13 +74,18 @@ def parse_token(token: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def verify(token: str, stored: dict | None) -> Principal:
+def verify(token: str, stored: dict | None, now: pd.Timestamp | None = None) -> Principal:
     """The principal of ``token`` given its stored ``api_tokens`` row (None: unknown id).
+
+    Parameters
+    ----------
+    now : Timestamp, optional
+        The time of the request (UTC; default now), against the token's ``expires_at``.
 
     Raises
     ------
     InvalidToken
-        Malformed, unknown, revoked, a wrong secret, or a row of an unknown role.
+        Malformed, unknown, revoked, expired, a wrong secret, or a row of an unknown role.
     """
     token_id, secret = parse_token(token)
     if stored is None:
@@ -88,6 +95,10 @@ def verify(token: str, stored: dict | None) -> Principal:
     revoked = stored.get("revoked_at")
     if revoked is not None and revoked == revoked:  # NaT/NaN: not revoked
         raise InvalidToken("revoked token")
+    expires = stored.get("expires_at")
+    if expires is not None and expires == expires:
+        if pd.Timestamp(expires) <= (now if now is not None else pd.Timestamp.now(tz="UTC")):
+            raise InvalidToken("expired token")
     if stored["role"] not in ROLES:
         raise InvalidToken(f"token of unknown role {stored['role']!r}")
     member = stored.get("member_id")

@@ -423,6 +423,7 @@ TABLES: dict[str, Table] = {
                 _c("member_id", "VARCHAR", "the member of a member token", True),
                 _c("label", "VARCHAR", "what the token is for", True),
                 _c("created_at", _TS, "when it was created (UTC)"),
+                _c("expires_at", _TS, "when it stops being valid (UTC; null: never)", True),
                 _c("revoked_at", _TS, "when it was revoked (UTC; null: valid)", True),
             ),
             ("token_id",),

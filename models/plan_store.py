@@ -160,9 +160,14 @@ def decision_payloads(wh: Warehouse) -> dict[str, str]:
 
 
 def create_token(
-    wh: Warehouse, role: str, member_id: str | None = None, label: str | None = None
+    wh: Warehouse,
+    role: str,
+    member_id: str | None = None,
+    label: str | None = None,
+    expires_days: float | None = None,
 ) -> NewToken:
-    """Create and store a token (only its hash). A member token needs a known member id.
+    """Create and store a token (only its hash). A member token needs a known member id;
+    ``expires_days`` [d] limits its life (None: until revoked).
 
     Raises
     ------
@@ -180,6 +185,9 @@ def create_token(
             raise ValueError(f"member {member_id!r} is not in the members table")
     elif member_id:
         raise ValueError("an operator token sees every member: drop --member")
+    if expires_days is not None and expires_days <= 0:
+        raise ValueError(f"--expires-days must be positive, got {expires_days}")
+    now = pd.Timestamp.now(tz="UTC").floor("ms")
     tok = new_token()
     row = {
         "token_id": tok.token_id,
@@ -187,7 +195,8 @@ def create_token(
         "role": role,
         "member_id": member_id,
         "label": label,
-        "created_at": pd.Timestamp.now(tz="UTC").floor("ms"),
+        "created_at": now,
+        "expires_at": None if expires_days is None else now + pd.Timedelta(days=expires_days),
         "revoked_at": None,
     }
     with wh.transaction() as con:

@@ -36,12 +36,15 @@ def token_create(
     role: str = typer.Option(..., "--role", help="operator | member"),
     member: str = typer.Option(None, "--member", help="the member of a member token"),
     label: str = typer.Option(None, "--label", help="what the token is for"),
+    expires_days: float = typer.Option(
+        None, "--expires-days", help="valid for this many days (default: until revoked)"
+    ),
 ) -> None:
     """Create a token; it is printed once, alone on the last line, and only its hash is kept."""
     from models.plan_store import create_token
 
     try:
-        tok = create_token(_ecm().warehouse(), role, member, label)
+        tok = create_token(_ecm().warehouse(), role, member, label, expires_days)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     console.print(f"token {tok.token_id} ({role}{' ' + member if member else ''}) created:")
@@ -71,7 +74,8 @@ def token_list() -> None:
         _ecm()
         .warehouse()
         .query(
-            "SELECT token_id, role, member_id, label, created_at, revoked_at FROM api_tokens "
+            "SELECT token_id, role, member_id, label, created_at, expires_at, revoked_at "
+            "FROM api_tokens "
             "ORDER BY created_at"
         )
     )

@@ -50,3 +50,12 @@ def test_revoked_unknown_and_odd_roles_are_refused():
     with pytest.raises(InvalidToken, match="role"):
         verify(tok.token, _row(tok, role="admin"))
     assert verify(tok.token, _row(tok, revoked_at=pd.NaT)).role == "member"
+
+
+def test_an_expired_token_is_refused():
+    tok = new_token()
+    expires = pd.Timestamp("2026-01-01T00:00Z")
+    row = _row(tok, revoked_at=None, expires_at=expires)
+    assert verify(tok.token, row, now=expires - pd.Timedelta(seconds=1)).role == "member"
+    with pytest.raises(InvalidToken, match="expired"):
+        verify(tok.token, row, now=expires)

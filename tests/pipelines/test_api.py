@@ -73,6 +73,13 @@ def test_no_malformed_unknown_or_revoked_token_gives_401_json(client, tokens, ho
     assert runner.invoke(app, ["token", "revoke", doomed.split("_")[1]]).exit_code == 0
     r = client.get(url, headers=_h(doomed))
     assert r.status_code == 401 and r.json()["detail"] == "revoked token"
+    # a token past its expiry is refused
+    short = _token("--role", "operator", "--expires-days", "0.00001")
+    import time
+
+    time.sleep(1.2)
+    r = client.get(url, headers=_h(short))
+    assert r.status_code == 401 and r.json()["detail"] == "expired token"
 
 
 def test_only_hashes_of_tokens_are_stored(home, tokens):
