@@ -24,6 +24,7 @@ from assets.resources import EcmResource
 from assets.serving import NotFound, days, setpoints_document
 from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
+from models.contracts import TABLES
 from models.plan_store import PlanDecisionError, approval_state, authenticate, record_decision
 from pipelines.api.portal import add_portal
 
@@ -63,11 +64,23 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+DATE_COLUMNS = {c.name for t in TABLES.values() for c in t.columns if c.sql == "DATE"}
+"""Columns stored as DATE: sent as ``YYYY-MM-DD`` (pandas reads them as midnight times)."""
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-safe dicts."""
     cols = list(df.columns)
+    dates = [c in DATE_COLUMNS for c in cols]
     return [
-        {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
+        {
+            c: (
+                pd.Timestamp(v).date().isoformat()
+                if d and v is not None and v == v
+                else _json_value(v)
+            )
+            for c, v, d in zip(cols, row, dates, strict=True)
+        }
         for row in df.itertuples(index=False, name=None)
     ]
 

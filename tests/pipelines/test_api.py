@@ -97,6 +97,7 @@ def test_operator_reads_plan_allocations_and_anomalies(client, tokens):
     body = plan.json()
     assert len({r["member_id"] for r in body["rows"]}) == 18  # 17 homes and the community
     assert body["approval"]["state"] in ("proposed", "approved", "rejected")
+    assert {r["day"] for r in body["rows"]} == {str(DAY)}  # a DATE is a date, not a time
     alloc = client.get(f"/api/v1/days/{DAY}/allocations", headers=h)
     assert alloc.status_code == 200 and alloc.json()["settlement_version"] >= 1
     assert len({r["member_id"] for r in alloc.json()["rows"]}) > 1
