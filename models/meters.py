@@ -221,6 +221,8 @@ def _hhmm(seconds: float) -> str:
 
 
 def _parse_ts(values: pd.Series, path: str, header_rows: int) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # typed, with a zone (Parquet): no loop
+        return pd.Series(pd.DatetimeIndex(values).tz_convert("UTC"))
     out = []
     for i, v in enumerate(values):
         if isinstance(v, pd.Timestamp | dt.datetime):
@@ -367,26 +369,39 @@ def validate_meter_frame(
                 )
     else:
         quality = pd.Series(["measured"] * len(raw))
-    days = pd.Series(pd.DatetimeIndex(ts).tz_convert(tz).date)
-    for i in range(len(raw)):
-        info = metering_points[mp.iloc[i]]
-        t = ts.iloc[i]
-        if (t.minute * 60 + t.second) % (info.interval_minutes * 60) or t.microsecond:
+    local = pd.DatetimeIndex(ts).tz_convert(tz)
+    days = pd.Series(local.date)
+    # per-row checks, vectorised (a first ingest holds months of readings): the first failing
+    # row is reported, as a row-by-row loop would
+    known = {m: metering_points[m] for m in mp.unique()}
+
+    def per_row(f) -> np.ndarray:
+        return mp.map({m: f(i) for m, i in known.items()}).to_numpy()
+
+    step_s = per_row(lambda i: i.interval_minutes * 60).astype(np.int64)
+    idx = pd.DatetimeIndex(ts)
+    secs = idx.minute.to_numpy() * 60 + idx.second.to_numpy()
+    misaligned = np.flatnonzero((secs % step_s != 0) | (idx.microsecond.to_numpy() != 0))
+    day64 = local.tz_localize(None).normalize().to_numpy().astype("datetime64[D]")
+    start = per_row(lambda i: np.datetime64(i.valid_from, "D")).astype("datetime64[D]")
+    end = per_row(lambda i: np.datetime64(i.valid_to or dt.date.max, "D")).astype("datetime64[D]")
+    outside = np.flatnonzero((day64 < start) | (day64 > end))
+    for i in sorted([*misaligned[:1], *outside[:1]])[:1]:
+        info, t, d = known[mp.iloc[i]], ts.iloc[i], days.iloc[i]
+        if i in misaligned[:1]:
             raise MeterFileError(
                 source,
                 f"{t.isoformat()} is not aligned to {info.interval_minutes}-minute intervals",
                 _row_no(i, header_rows),
                 "ts",
             )
-        d = days.iloc[i]
-        if d < info.valid_from or (info.valid_to is not None and d > info.valid_to):
-            raise MeterFileError(
-                source,
-                f"reading on {d} is outside the membership of {info.owner_id!r} "
-                f"({info.valid_from} to {info.valid_to or 'open'})",
-                _row_no(i, header_rows),
-                "ts",
-            )
+        raise MeterFileError(
+            source,
+            f"reading on {d} is outside the membership of {info.owner_id!r} "
+            f"({info.valid_from} to {info.valid_to or 'open'})",
+            _row_no(i, header_rows),
+            "ts",
+        )
     df = pd.DataFrame(
         {
             "metering_point_id": mp.to_numpy(),
