@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 STAGES: tuple[str, ...] = ("ingest", "forecast", "settle", "report")
 """Stages of a day, each the Dagster job of that name, in dependency order."""
+INGEST_AHEAD = 2
+"""Ingest stages ahead of training: those of the next this many days still to forecast."""
 TRAIN = "train:"
 """Prefix of a training stage, ``train:<target>``: models fitted and cached, not a job."""
 
@@ -97,9 +99,10 @@ def ready(
     -------
     list of Task
         Settle stages first (the critical path), then report (a chain of its own, which
-        would otherwise be left to the end with one worker busy), ingest (short, and every
-        later stage of its day waits for it), train and forecast, earliest day first. A
-        stage whose own day failed an earlier stage is not returned: see :func:`skipped`.
+        would otherwise be left to the end with one worker busy), the ingest stages of the
+        next :data:`INGEST_AHEAD` days to forecast (short, and every later stage of their day
+        waits for them), train, forecast, then the other ingest stages; earliest day first.
+        A stage whose own day failed an earlier stage is not returned: see :func:`skipped`.
     """
     out: dict[str, list[Task]] = {s: [] for s in (*STAGES, TRAIN)}
     gone = skipped(days, finished)
@@ -145,7 +148,13 @@ def ready(
                 )
             if ok:
                 out[stage].append(task)
-    return [*out["settle"], *out["report"], *out["ingest"], *out[TRAIN], *out["forecast"]]
+    # an ingest the next forecasts wait for goes before training; the others after it, so
+    # that a training day's train stages are not held up by ingests far ahead
+    pending = [d for d in days if Task(d, "forecast") not in finished]
+    soon = set(pending[:INGEST_AHEAD])
+    near = [t for t in out["ingest"] if t.day in soon]
+    later = [t for t in out["ingest"] if t.day not in soon]
+    return [*out["settle"], *out["report"], *near, *out[TRAIN], *out["forecast"], *later]
 
 
 def skipped(days: Sequence[dt.date], finished: dict[Task, bool]) -> set[Task]:
