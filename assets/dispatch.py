@@ -15,6 +15,7 @@ from assets.partitions import daily_partitions, previous_day
 from assets.queries import export_prices
 from assets.resources import EcmResource
 from models.config import Battery, CommunityConfig
+from models.features import weather_as_of
 from models.ingest import (
     check_readings_complete,
     check_readings_plausible,
@@ -37,13 +38,17 @@ from optimisation.allocation import (
     incentive_periods,
     per_period,
 )
+from optimisation.deferrable import DeferrableSpec
 from optimisation.dispatch import (
     BatterySpec,
     DispatchError,
+    DispatchInputError,
     DispatchInputs,
     plan_day,
     rule_based_plan,
 )
+from optimisation.ev import EvSpec
+from optimisation.hvac import HvacSpec
 from optimisation.settlement import (
     grid_cost,
     price_matrix,
@@ -105,8 +110,163 @@ def _carried_specs(wh, bats: dict[str, BatterySpec], day: dt.date) -> dict[str, 
     return out
 
 
+def _interval_index(ts: list[pd.Timestamp], hhmm: str, tz: str, asset: str, field: str) -> int:
+    """Index of the first interval of the day starting at or after local ``HH:MM`` (the
+    number of intervals for ``24:00``)."""
+    if hhmm == "24:00":
+        return len(ts)
+    h, m = (int(x) for x in hhmm.split(":"))
+    local = pd.DatetimeIndex(ts).tz_convert(tz)
+    minutes = local.hour * 60 + local.minute
+    after = np.flatnonzero(minutes >= h * 60 + m)
+    if not len(after):
+        raise DispatchInputError(f"flexible_loads {asset}: {field} {hhmm} is after the day's end")
+    return int(after[0])
+
+
+def outdoor_temperature(cfg: CommunityConfig, wh, day: dt.date, ts: list) -> np.ndarray:
+    """The outdoor temperature forecast of the day's intervals [degC]: the freshest weather
+    forecast issued by the day's issue time, held over each hour's quarter-hours.
+
+    Raises
+    ------
+    DispatchInputError
+        No forecast covers an interval (air conditioners cannot be planned without one).
+    """
+    tz = cfg.community.timezone
+    w = weather_as_of(wh.read_day("weather", day), [day], tz)
+    temp = pd.Series(
+        w["temperature_2m"].to_numpy(dtype=float), index=pd.DatetimeIndex(w["ts"]).tz_convert("UTC")
+    )
+    idx = pd.DatetimeIndex(ts).tz_convert("UTC")
+    out = temp.reindex(idx.floor("h")).to_numpy()
+    if np.isnan(out).any():
+        first = idx[np.flatnonzero(np.isnan(out))[0]]
+        raise DispatchInputError(
+            f"air conditioners need the outdoor temperature forecast of {day}: none issued by "
+            f"the day's issue time covers {first.isoformat()} (weather table)"
+        )
+    return out
+
+
+def flexible_inputs(cfg: CommunityConfig, wh, day: dt.date, ts: list) -> dict[str, Any]:
+    """The configured flexible loads (``flexible_loads``) as the dispatch LP's inputs: air
+    conditioners per member with the outdoor temperature, EVs and deferrable loads by id.
+    Times are local; an EV or a cycle whose window misses the day is refused by name."""
+    fl = cfg.flexible_loads
+    if not fl:
+        return {}
+    tz = cfg.community.timezone
+    out: dict[str, Any] = {}
+    if fl.air_conditioners:
+        out["hvac"] = {
+            a.member: HvacSpec(
+                r_k_per_kw=a.r_k_per_kw,
+                c_kwh_per_k=a.c_kwh_per_k,
+                cop=a.cop,
+                max_power_kw=a.max_power_kw,
+                t_min_c=a.comfort_min_c,
+                t_max_c=a.comfort_max_c,
+                t_initial_c=a.initial_temp_c,
+                mode=a.mode,
+            )
+            for a in fl.air_conditioners
+        }
+        out["outdoor_temp_c"] = outdoor_temperature(cfg, wh, day, ts)
+    if fl.evs:
+        out["evs"] = {
+            e.id: EvSpec(
+                owner=e.member,
+                arrival=_interval_index(ts, e.arrival, tz, e.id, "arrival"),
+                departure=_interval_index(ts, e.departure, tz, e.id, "departure"),
+                energy_kwh=e.energy_kwh,
+                max_power_kw=e.max_power_kw,
+                efficiency=e.efficiency,
+            )
+            for e in fl.evs
+        }
+    if fl.deferrable:
+        out["deferrable"] = {
+            d.id: DeferrableSpec(
+                owner=d.member,
+                profile_kwh=d.profile_kwh,
+                earliest=_interval_index(ts, d.earliest, tz, d.id, "earliest"),
+                latest_end=_interval_index(ts, d.latest_end, tz, d.id, "latest_end"),
+            )
+            for d in fl.deferrable
+        }
+    return out
+
+
+def flexible_rows(result: Any, cfg: CommunityConfig, day: dt.date) -> pd.DataFrame:
+    """The ``flexible_plan`` rows of a solved day: per asset and interval its planned energy
+    and power, the dwelling's indoor temperature (air conditioners), the EV's delivered energy
+    and shortfall, a cycle's start."""
+    hours = cfg.community.interval_minutes / 60
+    frames = []
+    ids = {a.member: a.id for a in cfg.flexible_loads.air_conditioners}
+    if result.hvac is not None and len(result.hvac):
+        h = result.hvac
+        frames.append(
+            pd.DataFrame(
+                {
+                    "asset_id": h["member_id"].map(ids),
+                    "kind": "air_conditioner",
+                    "member_id": h["member_id"],
+                    "ts": h["ts"],
+                    "energy_kwh": h["hvac_kwh"].astype(float),
+                    "indoor_temp_c": h["indoor_temp_c"].astype(float),
+                    "outside_band_k": h["outside_band_k"].astype(float),
+                }
+            )
+        )
+    if result.ev is not None and len(result.ev):
+        e = result.ev
+        frames.append(
+            pd.DataFrame(
+                {
+                    "asset_id": e["ev_id"],
+                    "kind": "ev",
+                    "member_id": e["member_id"],
+                    "ts": e["ts"],
+                    "energy_kwh": e["charge_kwh"].astype(float),
+                    "delivered_kwh": e["delivered_kwh"].astype(float),
+                    "shortfall_kwh": e["shortfall_kwh"].astype(float),
+                }
+            )
+        )
+    if result.deferrable is not None and len(result.deferrable):
+        specs = {d.id: d for d in cfg.flexible_loads.deferrable}
+        step = pd.Timedelta(minutes=cfg.community.interval_minutes)
+        for r in result.deferrable.itertuples(index=False):
+            prof = specs[r.load_id].profile_kwh
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "asset_id": r.load_id,
+                        "kind": "deferrable",
+                        "member_id": r.member_id,
+                        "ts": [pd.Timestamp(r.start_ts) + k * step for k in range(len(prof))],
+                        "energy_kwh": [float(x) for x in prof],
+                        "starts": [k == 0 for k in range(len(prof))],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("indoor_temp_c", "outside_band_k", "delivered_kwh", "shortfall_kwh"):
+        if col not in df:
+            df[col] = np.nan
+    if "starts" not in df:
+        df["starts"] = False
+    df["starts"] = df["starts"].fillna(False).astype(bool)
+    return df.assign(day=day, power_kw=df["energy_kwh"] / hours)
+
+
 def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
-    """The dispatch LP's inputs for a day, from the scenarios and prices tables."""
+    """The dispatch LP's inputs for a day, from the scenarios and prices tables (and the
+    configured flexible loads)."""
     scen = wh.read_day("scenarios", day)
     ts = list(day_intervals_utc(day, cfg.community.timezone, cfg.community.interval_minutes))
     players, bats = players_and_batteries(cfg)
@@ -130,6 +290,7 @@ def dispatch_inputs(cfg: CommunityConfig, wh, day: dt.date) -> DispatchInputs:
         share_periods=incentive_periods(ts, cfg.community.timezone)
         if cfg.community.interval_minutes < 60
         else None,
+        **flexible_inputs(cfg, wh, day, ts),
     )
 
 
@@ -159,7 +320,11 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
             metadata={"termination_condition": err.termination_condition, "reason": err.reason},
         ) from err
     plan = result.plan.assign(day=day, plan_kind="optimal")
-    n = wh.replace("dispatch_plan", plan, {"day": day})
+    flex = flexible_rows(result, cfg, day)
+    if cfg.flexible_loads:
+        n = wh.replace_many([("dispatch_plan", plan), ("flexible_plan", flex)], {"day": day})[0]
+    else:
+        n = wh.replace("dispatch_plan", plan, {"day": day})
     rep = result.report
     solve_info = {
         "termination_condition": rep.termination_condition,
@@ -177,8 +342,24 @@ def dispatch_plan(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Mat
             **{k: float(round(v, 4)) for k, v in result.summary.items()},
             **solve_info,
             "scenarios": len(probs),
+            **_flexible_metadata(flex),
         }
     )
+
+
+def _flexible_metadata(flex: pd.DataFrame) -> dict[str, Any]:
+    """What the operator checks first: energy planned per kind, comfort and EV needs."""
+    if flex.empty:
+        return {}
+    out: dict[str, Any] = {
+        f"{k}_kwh": float(round(g["energy_kwh"].sum(), 3)) for k, g in flex.groupby("kind")
+    }
+    if (flex["kind"] == "air_conditioner").any():
+        out["comfort_violation_k_max"] = float(round(flex["outside_band_k"].max(), 4))
+    if (flex["kind"] == "ev").any():
+        ev = flex[flex["kind"] == "ev"].groupby("asset_id")["shortfall_kwh"].first()
+        out["ev_shortfall_kwh"] = float(round(ev.sum(), 3))
+    return out
 
 
 @dg.asset(

@@ -170,6 +170,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
         realised=wh.read_day("evaluation", day),
         settlement=version,
         approval=approval,
+        flexible=wh.read_day("flexible_plan", day) if cfg.flexible_loads else None,
         **common,
     )
     statements = render_member_statements(

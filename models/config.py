@@ -144,6 +144,69 @@ class SharedAssets(_Strict):
     battery: Battery | None = None
 
 
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+
+
+class AirConditioner(_Strict):
+    """A member's air conditioner, planned as thermal storage inside a comfort band
+    (``optimisation.hvac``: first-order RC model of the dwelling)."""
+
+    id: SafeId = Field(description="asset id")
+    member: SafeId = Field(description="owner (a member id)")
+    r_k_per_kw: float = Field(gt=0, description="thermal resistance of the envelope [K/kW]")
+    c_kwh_per_k: float = Field(gt=0, description="thermal capacitance [kWh/K]")
+    cop: float = Field(gt=0, description="coefficient of performance [-]")
+    max_power_kw: float = Field(ge=0, description="largest electrical power [kW]")
+    comfort_min_c: float = Field(description="lowest indoor temperature [degC]")
+    comfort_max_c: float = Field(description="highest indoor temperature [degC]")
+    initial_temp_c: float = Field(description="indoor temperature at the start of the day [degC]")
+    mode: Literal["cooling", "heating"] = "cooling"
+
+    @model_validator(mode="after")
+    def _band(self) -> AirConditioner:
+        if self.comfort_min_c > self.comfort_max_c:
+            raise ValueError(
+                f"flexible_loads.air_conditioners {self.id} of {self.member}: comfort_min_c "
+                f"{self.comfort_min_c} is above comfort_max_c {self.comfort_max_c}"
+            )
+        return self
+
+
+class ElectricVehicle(_Strict):
+    """A member's EV plugged in daily between two local times, needing energy by departure."""
+
+    id: SafeId = Field(description="asset id")
+    member: SafeId = Field(description="owner (a member id)")
+    arrival: str = Field(pattern=_HHMM, description="local time it is plugged in (HH:MM)")
+    departure: str = Field(pattern=_HHMM, description="local time it leaves (HH:MM, 24:00)")
+    energy_kwh: float = Field(ge=0, description="energy to add by departure [kWh]")
+    max_power_kw: float = Field(ge=0, description="largest charging power [kW]")
+    efficiency: float = Field(default=0.92, gt=0, le=1, description="grid to battery [-]")
+
+
+class DeferrableLoad(_Strict):
+    """A cycle of fixed shape (washing machine, boiler) to run once inside a local window."""
+
+    id: SafeId = Field(description="asset id")
+    member: SafeId = Field(description="owner (a member id)")
+    profile_kwh: tuple[float, ...] = Field(
+        min_length=1, description="energy per interval of the cycle, in order [kWh]"
+    )
+    earliest: str = Field(pattern=_HHMM, description="local time it may start (HH:MM)")
+    latest_end: str = Field(pattern=_HHMM, description="local time it must end by (HH:MM)")
+
+
+class FlexibleLoads(_Strict):
+    """Flexible loads planned with the batteries (none by default)."""
+
+    air_conditioners: tuple[AirConditioner, ...] = ()
+    evs: tuple[ElectricVehicle, ...] = ()
+    deferrable: tuple[DeferrableLoad, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.air_conditioners or self.evs or self.deferrable)
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_TYPES = (*WEEKDAYS, "holiday")
 
@@ -498,6 +561,7 @@ class CommunityConfig(_Strict):
     scenarios: ScenarioSettings = ScenarioSettings()
     dispatch: DispatchSettings = DispatchSettings()
     control: ControlSettings = ControlSettings()
+    flexible_loads: FlexibleLoads = FlexibleLoads()
     weather_source: Literal["inbox", "open-meteo", "none"] = Field(
         default="inbox",
         description="inbox: observation and forecast files dropped in inbox/weather/; "
@@ -532,6 +596,25 @@ class CommunityConfig(_Strict):
         dup = sorted({i for i in mps if mps.count(i) > 1})
         if dup:
             raise ValueError(f"duplicate metering point ids: {dup}")
+        fl = self.flexible_loads
+        for kind, items in (
+            ("air_conditioners", fl.air_conditioners),
+            ("evs", fl.evs),
+            ("deferrable", fl.deferrable),
+        ):
+            for item in items:
+                if item.member not in ids:
+                    raise ValueError(
+                        f"flexible_loads.{kind} {item.id}: member {item.member!r} is not a member"
+                    )
+        owners = [a.member for a in fl.air_conditioners]
+        dup = sorted({i for i in owners if owners.count(i) > 1})
+        if dup:
+            raise ValueError(f"flexible_loads.air_conditioners: more than one for {dup}")
+        assets = [a.id for a in (*fl.air_conditioners, *fl.evs, *fl.deferrable)]
+        dup = sorted({i for i in assets if assets.count(i) > 1})
+        if dup:
+            raise ValueError(f"flexible_loads: duplicate asset ids {dup}")
         return self
 
     @property

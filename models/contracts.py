@@ -314,6 +314,48 @@ TABLES: dict[str, Table] = {
             ("day", "member_id", "ts", "scenario"),
         ),
         Table(
+            "flexible_plan",
+            "Flexible loads in the day's plan (`flexible_loads` in the configuration): per "
+            "asset and interval the planned electricity, the dwelling's indoor temperature, "
+            "the EV's delivered energy, a cycle's start. Their energy is in the owner's "
+            "`dispatch_plan.load_kwh`.",
+            (
+                _c("day", "DATE", "local day"),
+                _c("asset_id", "VARCHAR", "air conditioner, EV or deferrable load id"),
+                _c("kind", "VARCHAR", "air_conditioner | ev | deferrable"),
+                _c("member_id", "VARCHAR", "owner"),
+                _c("ts", _TS, "interval start (UTC)"),
+                _c(
+                    "energy_kwh",
+                    "DOUBLE",
+                    "planned electricity in the interval [kWh]",
+                    check=_NONNEG,
+                ),
+                _c("power_kw", "DOUBLE", "planned electrical power [kW]", check=_NONNEG),
+                _c(
+                    "indoor_temp_c",
+                    "DOUBLE",
+                    "air conditioner: indoor temperature at the interval's end [degC]",
+                    True,
+                ),
+                _c(
+                    "outside_band_k",
+                    "DOUBLE",
+                    "air conditioner: distance outside the comfort band [K]",
+                    True,
+                ),
+                _c(
+                    "delivered_kwh",
+                    "DOUBLE",
+                    "EV: energy into its battery over the stay [kWh]",
+                    True,
+                ),
+                _c("shortfall_kwh", "DOUBLE", "EV: need not met by departure [kWh]", True),
+                _c("starts", "BOOLEAN", "deferrable: the cycle starts in this interval"),
+            ),
+            ("day", "asset_id", "ts"),
+        ),
+        Table(
             "allocations",
             "The day's community benefit allocated to members under each fairness rule.",
             (

@@ -250,6 +250,22 @@ the day). PV nights are left out of coverage.</p>
 <p class="note">Battery throughput = charge + discharge [kWh]; grid cost = import &times; import
 price &minus; export &times; export price, before incentives.</p>
 
+{% if flexible_rows %}
+<h2>Flexible loads</h2>
+<table id="flexible">
+<tr><th>asset</th><th>kind</th><th>member</th><th class="num">planned [kWh]</th>
+<th class="num">peak [kW]</th><th>when</th><th>check</th></tr>
+{% for r in flexible_rows %}
+<tr><td>{{ r.asset_id }}</td><td>{{ r.kind }}</td><td>{{ r.member_id }}</td>
+<td class="num">{{ r.kwh }}</td><td class="num">{{ r.peak }}</td><td>{{ r.when }}</td>
+<td>{{ r.check }}</td></tr>
+{% endfor %}
+</table>
+<p class="note">Their electricity is part of the owner's load above. Air conditioners keep
+the dwelling inside its comfort band (indoor range shown); EVs reach their energy by
+departure unless a shortfall is shown; a cycle runs once inside its window.</p>
+{% endif %}
+
 <h2>What looks wrong</h2>
 {% if anomalies %}
 <table id="anomalies">
@@ -469,8 +485,13 @@ def render_plan_report(
     settlement: Mapping[str, Any] | None = None,
     forecast_quality: pd.DataFrame | None = None,
     approval: Mapping[str, Any] | None = None,
+    flexible: pd.DataFrame | None = None,
 ) -> Path:
     """Write the operators' daily plan report.
+
+    ``flexible`` (optional) holds the day's ``flexible_plan`` rows: one line per air
+    conditioner, EV and deferrable load with its planned energy, when it runs and its check
+    (indoor range and comfort, EV shortfall).
 
     ``approval`` (optional) is the plan's approval state (``models.plan_store.approval_state``):
     proposed, approved or rejected, by whom, when and why.
@@ -578,6 +599,7 @@ def render_plan_report(
         "allocation_tables": _allocation_tables(allocations, settlement_rule, names, owner_id),
         "settlement": settlement,
         "approval": approval,
+        "flexible_rows": _flexible_rows(flexible, tz),
         **_realised_context(realised, summary, currency),
     }
     html = _ENV.get_template("plan.html").render(**context)
@@ -588,6 +610,44 @@ def render_plan_report(
     path = day_dir / "plan.html"
     _atomic_write(path, html)
     return path
+
+
+def _flexible_rows(flex: pd.DataFrame | None, tz: str) -> list[dict[str, str]]:
+    """One line per flexible asset of the plan (see :func:`render_plan_report`)."""
+    if flex is None or flex.empty:
+        return []
+    rows = []
+    for aid, g in flex.sort_values(["asset_id", "ts"]).groupby("asset_id", sort=True):
+        kind = str(g["kind"].iloc[0])
+        local = pd.DatetimeIndex(pd.to_datetime(g["ts"], utc=True)).tz_convert(tz)
+        on = local[g["energy_kwh"].to_numpy(dtype=float) > 1e-6]
+        when = f"{on[0]:%H:%M}-{on[-1]:%H:%M}" if len(on) else "off"
+        if kind == "air_conditioner":
+            worst = float(g["outside_band_k"].max())
+            check = (
+                f"indoor {g['indoor_temp_c'].min():.1f}-{g['indoor_temp_c'].max():.1f} degC, "
+                + ("in the comfort band" if worst < 1e-3 else f"{worst:.2f} K outside the band")
+            )
+        elif kind == "ev":
+            short = float(g["shortfall_kwh"].iloc[0])
+            check = f"{g['delivered_kwh'].iloc[0]:.2f} kWh delivered" + (
+                f", short by {short:.2f} kWh" if short > 1e-6 else ", need met"
+            )
+        else:
+            start = local[g["starts"].to_numpy(dtype=bool)]
+            check = f"starts {start[0]:%H:%M}" if len(start) else "not scheduled"
+        rows.append(
+            {
+                "asset_id": str(aid),
+                "kind": kind.replace("_", " "),
+                "member_id": str(g["member_id"].iloc[0]),
+                "kwh": f"{g['energy_kwh'].sum():.2f}",
+                "peak": f"{g['power_kw'].max():.2f}",
+                "when": when,
+                "check": check,
+            }
+        )
+    return rows
 
 
 def _estimated_shares(readings: pd.DataFrame | None) -> dict[str, dict[str, str]]:
