@@ -159,19 +159,20 @@ def flexible_inputs(cfg: CommunityConfig, wh, day: dt.date, ts: list) -> dict[st
     tz = cfg.community.timezone
     out: dict[str, Any] = {}
     if fl.air_conditioners:
-        out["hvac"] = {
-            a.member: HvacSpec(
+        hours = list(pd.DatetimeIndex(ts).tz_convert(tz).hour)
+        out["hvac"] = {}
+        for a in fl.air_conditioners:
+            lo, hi = a.band(hours)
+            out["hvac"][a.member] = HvacSpec(
                 r_k_per_kw=a.r_k_per_kw,
                 c_kwh_per_k=a.c_kwh_per_k,
                 cop=a.cop,
                 max_power_kw=a.max_power_kw,
-                t_min_c=a.comfort_min_c,
-                t_max_c=a.comfort_max_c,
+                t_min_c=lo,
+                t_max_c=hi,
                 t_initial_c=a.initial_temp_c,
                 mode=a.mode,
             )
-            for a in fl.air_conditioners
-        }
         out["outdoor_temp_c"] = outdoor_temperature(cfg, wh, day, ts)
     if fl.evs:
         out["evs"] = {

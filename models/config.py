@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -147,20 +147,59 @@ class SharedAssets(_Strict):
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 
 
+class ComfortPeriod(_Strict):
+    """A comfort band for some local hours (e.g. a wider band at night)."""
+
+    hours: tuple[tuple[int, int], ...] = Field(description='local hours, "22-24" or a list')
+    min_c: float = Field(description="lowest indoor temperature [degC]")
+    max_c: float = Field(description="highest indoor temperature [degC]")
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _hours(cls, v: Any) -> tuple[tuple[int, int], ...]:
+        return _hour_ranges(v)
+
+    @model_validator(mode="after")
+    def _band(self) -> ComfortPeriod:
+        if self.min_c > self.max_c:
+            raise ValueError(f"comfort period {self.hours}: min_c is above max_c")
+        return self
+
+
 class AirConditioner(_Strict):
     """A member's air conditioner, planned as thermal storage inside a comfort band
-    (``optimisation.hvac``: first-order RC model of the dwelling)."""
+    (``optimisation.hvac``: first-order RC model of the dwelling). The defaults of R, C and
+    COP are the Italian study's apartment (``models/italian_rec.py``: a 1.2 kW split unit in
+    a 60 m2 flat); fit a dwelling's own R and C with ``optimisation.hvac.fit_rc``."""
 
     id: SafeId = Field(description="asset id")
     member: SafeId = Field(description="owner (a member id)")
-    r_k_per_kw: float = Field(gt=0, description="thermal resistance of the envelope [K/kW]")
-    c_kwh_per_k: float = Field(gt=0, description="thermal capacitance [kWh/K]")
-    cop: float = Field(gt=0, description="coefficient of performance [-]")
-    max_power_kw: float = Field(ge=0, description="largest electrical power [kW]")
+    r_k_per_kw: float = Field(
+        default=4.0, gt=0, description="thermal resistance of the envelope [K/kW]"
+    )
+    c_kwh_per_k: float = Field(default=2.5, gt=0, description="thermal capacitance [kWh/K]")
+    cop: float = Field(default=3.2, gt=0, description="coefficient of performance [-]")
+    max_power_kw: float = Field(default=1.2, ge=0, description="largest electrical power [kW]")
+    comfort_periods: tuple[ComfortPeriod, ...] = Field(
+        default=(),
+        description="other bands for some local hours (the first period matching an hour "
+        "wins; other hours keep comfort_min_c and comfort_max_c)",
+    )
     comfort_min_c: float = Field(description="lowest indoor temperature [degC]")
     comfort_max_c: float = Field(description="highest indoor temperature [degC]")
     initial_temp_c: float = Field(description="indoor temperature at the start of the day [degC]")
     mode: Literal["cooling", "heating"] = "cooling"
+
+    def band(self, local_hours: Sequence[int]) -> tuple[list[float], list[float]]:
+        """The comfort band of each interval from its local hour [degC]."""
+        lo, hi = [], []
+        for h in local_hours:
+            p = next(
+                (p for p in self.comfort_periods if any(a <= h < b for a, b in p.hours)), None
+            )
+            lo.append(self.comfort_min_c if p is None else p.min_c)
+            hi.append(self.comfort_max_c if p is None else p.max_c)
+        return lo, hi
 
     @model_validator(mode="after")
     def _band(self) -> AirConditioner:

@@ -21,7 +21,8 @@ FLEX = """
 flexible_loads:
   air_conditioners:
     - {id: AC-01, member: M01, r_k_per_kw: 6.0, c_kwh_per_k: 2.5, cop: 3.0, max_power_kw: 2.0,
-       comfort_min_c: 20.0, comfort_max_c: 23.0, initial_temp_c: 21.0, mode: heating}
+       comfort_min_c: 20.0, comfort_max_c: 23.0, initial_temp_c: 21.0, mode: heating,
+       comfort_periods: [{hours: "00-06", min_c: 18.0, max_c: 23.0}]}
   evs:
     - {id: EV-02, member: M02, arrival: "00:00", departure: "07:00", energy_kwh: 8.0,
        max_power_kw: 3.7}
@@ -66,7 +67,12 @@ def test_every_flexible_asset_is_planned_within_its_limits(wh):
     ac = flex[flex["asset_id"] == "AC-01"]
     assert len(ac) == 24 and ac["power_kw"].max() <= 2.0 + 1e-6
     assert ac["outside_band_k"].max() < 1e-3  # comfort kept in every interval
-    assert ac["indoor_temp_c"].between(20.0 - 1e-3, 23.0 + 1e-3).all()
+    assert ac["indoor_temp_c"].between(18.0 - 1e-3, 23.0 + 1e-3).all()
+    # the night band (18 degC until 06:00 local) is used: the plan lets the flat cool to it
+    local = ac["ts"].dt.tz_convert("America/Los_Angeles")
+    night, day = ac[local.dt.hour < 6], ac[local.dt.hour >= 6]
+    assert night["indoor_temp_c"].min() < 20.0 - 1e-3
+    assert day["indoor_temp_c"].min() >= 20.0 - 1e-3
     assert ac["energy_kwh"].sum() > 0  # its nights forecast at 15.6-17 degC need heating
     ev = flex[flex["asset_id"] == "EV-02"]
     assert ev["shortfall_kwh"].max() < 1e-6 and ev["delivered_kwh"].iloc[0] >= 8.0 - 1e-6
@@ -98,6 +104,27 @@ def test_the_report_shows_the_flexible_loads(home):
     assert 'id="flexible"' in html
     for text in ("AC-01", "EV-02", "WM-03", "in the comfort band", "need met", "starts"):
         assert text in html
+
+
+def test_air_conditioner_defaults_and_bands_by_hour():
+    from models.config import AirConditioner
+
+    a = AirConditioner(
+        id="AC",
+        member="M01",
+        comfort_min_c=20,
+        comfort_max_c=24,
+        initial_temp_c=22,
+        comfort_periods=[{"hours": ["22-24", "0-6"], "min_c": 17, "max_c": 26}],
+    )
+    assert (a.r_k_per_kw, a.c_kwh_per_k, a.cop, a.max_power_kw) == (4.0, 2.5, 3.2, 1.2)
+    lo, hi = a.band([0, 5, 6, 21, 22, 23])
+    assert lo == [17, 17, 20, 20, 17, 17] and hi == [26, 26, 24, 24, 26, 26]
+    with pytest.raises(ValueError, match="min_c is above max_c"):
+        AirConditioner(
+            id="AC", member="M01", comfort_min_c=20, comfort_max_c=24, initial_temp_c=22,
+            comfort_periods=[{"hours": "0-6", "min_c": 27, "max_c": 26}],
+        )  # fmt: skip
 
 
 def test_a_flexible_load_of_an_unknown_member_is_refused_by_name(tmp_path):
