@@ -19,6 +19,7 @@ from models.plan_store import approval_state, record_decision
 from models.reports import key_figures, render_member_statements, render_plan_report
 from models.settlement_store import latest_version, settled_allocations
 from models.timeutil import as_date, day_bounds_utc, day_intervals_utc
+from models.triage import cases_of_day, update_cases
 
 
 @dg.asset(
@@ -67,10 +68,12 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
         flags.append(forecast_anomalies(fc, act, day))
     df = pd.concat([f for f in flags if not f.empty] or [flags[0]], ignore_index=True)
     n = wh.replace("anomalies", df, {"day": day})
+    cases = update_cases(wh, day, df)
     counts = df["severity"].value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={
             "rows_written": n,
+            **{f"cases_{k}": int(v) for k, v in cases.items()},
             **{f"severity_{k}": int(v) for k, v in counts.items()},
             "forecasts_checked_for": prev.isoformat() if not fc.empty else "none (no forecast)",
             "top": dg.MetadataValue.md(
@@ -149,6 +152,7 @@ def reports(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materiali
     alloc = settled_allocations(wh, day)
     version = latest_version(wh, day)
     anom = wh.read_day("anomalies", day)
+    anom = anom.merge(cases_of_day(wh, day), on=["rule", "subject_id"], how="left")
     plan = wh.read_day("dispatch_plan", day)
     approval = approval_state(wh, day, plan)
     if cfg.dispatch.auto_approve and approval["state"] == "proposed":

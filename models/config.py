@@ -194,9 +194,7 @@ class AirConditioner(_Strict):
         """The comfort band of each interval from its local hour [degC]."""
         lo, hi = [], []
         for h in local_hours:
-            p = next(
-                (p for p in self.comfort_periods if any(a <= h < b for a, b in p.hours)), None
-            )
+            p = next((p for p in self.comfort_periods if any(a <= h < b for a, b in p.hours)), None)
             lo.append(self.comfort_min_c if p is None else p.min_c)
             hi.append(self.comfort_max_c if p is None else p.max_c)
         return lo, hi

@@ -472,6 +472,42 @@ TABLES: dict[str, Table] = {
             None,
         ),
         Table(
+            "anomaly_cases",
+            "The triage queue: a case per rule and subject while it stays active; daily flags "
+            "join it instead of repeating (`ecm triage`).",
+            (
+                _c("case_id", "VARCHAR", "case id (rule, subject and first day)"),
+                _c("rule", "VARCHAR", "the anomaly rule"),
+                _c("subject_id", "VARCHAR", "metering point, member or series"),
+                _c("first_seen", "DATE", "first local day flagged"),
+                _c("last_seen", "DATE", "last local day flagged"),
+                _c("severity", "VARCHAR", "highest severity flagged: low | medium | high"),
+                _c("status", "VARCHAR", "open | acknowledged | confirmed | dismissed | resolved"),
+                _c("owner", "VARCHAR", "who handles it", True),
+                _c("note", "VARCHAR", "the latest note", True),
+                _c("suppressed_until", "DATE", "dismissed: the same flag is swallowed until", True),
+                _c("updated_at", _TS, "last change (UTC)"),
+            ),
+            ("case_id",),
+            None,
+        ),
+        Table(
+            "anomaly_case_events",
+            "Every status change of a case: who, when, from and to, and the note.",
+            (
+                _c("case_id", "VARCHAR", "case id"),
+                _c("changed_at", _TS, "when (UTC)"),
+                _c("actor", "VARCHAR", "who changed it"),
+                _c("action", "VARCHAR", "ack | confirm | dismiss | resolve | reopen"),
+                _c("from_status", "VARCHAR", "status before"),
+                _c("to_status", "VARCHAR", "status after"),
+                _c("note", "VARCHAR", "the note given", True),
+                _c("suppressed_until", "DATE", "dismiss: flags swallowed until", True),
+            ),
+            ("case_id", "changed_at"),
+            None,
+        ),
+        Table(
             "backtests",
             "Scores of `ecm backtest` runs: every model, the ensemble, the daily champion and the "
             "naive baselines on the same rows, overall, per series, per horizon hour, per day "
@@ -668,6 +704,7 @@ APPEND_ONLY = {
     "settlement_versions": "appended per version, never overwritten",
     "policy_approvals": "appended, never deleted",
     "plan_decisions": "appended, never deleted",
+    "anomaly_case_events": "appended, never deleted",
     "audit_ledger": "append-only",
     "backtests": "appended per backtest run",
 }

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from markupsafe import Markup
@@ -268,10 +269,13 @@ departure unless a shortfall is shown; a cycle runs once inside its window.</p>
 
 <h2>What looks wrong</h2>
 {% if anomalies %}
+<p class="note" id="case-counts">{{ anomaly_cases }}</p>
 <table id="anomalies">
-<tr><th>severity</th><th>rule</th><th>subject</th><th>when ({{ tz }})</th><th>message</th></tr>
+<tr><th>case</th><th>severity</th><th>rule</th><th>subject</th><th>when ({{ tz }})</th>
+<th>message</th></tr>
 {% for a in anomalies %}
-<tr><td class="sev-{{ a.severity_class }}">{{ a.severity }}</td><td>{{ a.rule }}</td>
+<tr class="case-{{ a.case_class }}"><td>{{ a.case }}</td>
+<td class="sev-{{ a.severity_class }}">{{ a.severity }}</td><td>{{ a.rule }}</td>
 <td>{{ a.subject }}</td><td>{{ a.when }}</td><td>{{ a.message }}</td></tr>
 {% endfor %}
 </table>
@@ -1382,21 +1386,37 @@ def _member_plan_rows(
 
 def _anomaly_context(anomalies: pd.DataFrame, zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
     if anomalies.empty:
-        return {"anomalies": [], "anomalies_hidden": 0}
+        return {"anomalies": [], "anomalies_hidden": 0, "anomaly_cases": ""}
+    if "case_status" not in anomalies:
+        anomalies = anomalies.assign(case_id=None, case_status=None, case_new=False)
+    # new cases first, then the other active ones, then what a dismissal swallows
+    new = anomalies["case_new"].fillna(False).astype(bool)
+    status = anomalies["case_status"].astype(object)
+    stage = np.where(new, 0, np.where(status.isin(["dismissed", "resolved"]), 2, 1))
     a = anomalies.assign(
+        _stage=stage,
         _rank=anomalies["severity"]
         .astype(str)
         .str.lower()
         .map({s: i for i, s in enumerate(SEVERITIES)})
         .fillna(len(SEVERITIES)),
         _start=pd.to_datetime(anomalies["ts_start"], utc=True),
-    ).sort_values(["_rank", "_start", "rule", "subject_id"], kind="stable", na_position="last")
+    ).sort_values(
+        ["_stage", "_rank", "_start", "rule", "subject_id"], kind="stable", na_position="last"
+    )
     top = a.head(TOP_ANOMALIES)
     rows = []
     for _, r in top.iterrows():
         sev = _text(r["severity"]).lower()
+        cid, st = r.get("case_id"), r.get("case_status")
+        known = isinstance(cid, str)
+        case = (
+            f"{cid} new" if known and bool(r.get("case_new")) else (f"{cid} {st}" if known else "")
+        )
         rows.append(
             {
+                "case": case,
+                "case_class": "new" if known and bool(r.get("case_new")) else _text(st or "none"),
                 "severity": _text(r["severity"]),
                 "severity_class": sev if sev in SEVERITIES else "low",
                 "rule": _text(r["rule"]),
@@ -1405,7 +1425,18 @@ def _anomaly_context(anomalies: pd.DataFrame, zone: zoneinfo.ZoneInfo) -> dict[s
                 "message": _text(r["message"]),
             }
         )
-    return {"anomalies": rows, "anomalies_hidden": max(0, len(a) - TOP_ANOMALIES)}
+    n_new = int(new.sum())
+    n_quiet = int((stage == 2).sum())
+    summary = (
+        f"{len(a)} flags: {n_new} open a new case, {len(a) - n_new - n_quiet} join open cases"
+        + (f", {n_quiet} fall under dismissed cases" if n_quiet else "")
+        + " (ecm triage list)."
+    )
+    return {
+        "anomalies": rows,
+        "anomalies_hidden": max(0, len(a) - TOP_ANOMALIES),
+        "anomaly_cases": summary,
+    }
 
 
 def _allocation_tables(

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.api.commands import export_app, plan_app, serve, token_app
+from pipelines.triage import triage_app
 
 # Partitioned asset checks are a Dagster preview feature; the warning is noise for operators.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
@@ -36,6 +37,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(token_app, name="token")
 app.add_typer(plan_app, name="plan")
 app.add_typer(export_app, name="export")
+app.add_typer(triage_app, name="triage")
 app.command("serve")(serve)
 study_app = typer.Typer(help="Case studies on built-in communities.", no_args_is_help=True)
 app.add_typer(study_app, name="study")

@@ -39,7 +39,7 @@ def wh(home):
 
 def test_every_table_has_rows_for_the_day(wh):
     counts = wh.row_counts()
-    assert set(counts) == set(TABLES) and len(counts) == 23
+    assert set(counts) == set(TABLES) and len(counts) == 25
     # only corrections write the history, conflicting files the quarantine, `ecm backtest` the
     # backtests, operators the plan decisions (auto-approve is off) and `ecm token` the tokens
     rare = (
@@ -49,6 +49,7 @@ def test_every_table_has_rows_for_the_day(wh):
         "plan_decisions",
         "api_tokens",
         "flexible_plan",  # the demo has no flexible loads
+        "anomaly_case_events",  # only `ecm triage` changes
     )
     for name, n in counts.items():
         if name not in rare:
@@ -363,3 +364,29 @@ def test_flagged_readings_are_kept_as_delivered(wh, demo_config):
             checked += 1
         assert json.loads(f["evidence"])  # the evidence is there to review
     assert checked >= len(meter)
+
+
+def test_flags_become_cases_shown_in_the_report_and_triaged(home, wh):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    flags = wh.read_day("anomalies", DAY)
+    cases = wh.read("anomaly_cases")
+    assert len(flags) > 0
+    assert len(cases) == flags[["rule", "subject_id"]].drop_duplicates().shape[0]
+    assert (cases["status"] == "open").all()
+    html = (home / "reports" / str(DAY) / "plan.html").read_text()
+    assert 'id="case-counts"' in html and " new" in html
+    runner = CliRunner()
+    listed = runner.invoke(app, ["triage", "list"])
+    assert listed.exit_code == 0 and cases["case_id"].iloc[0] in listed.output
+    cid = cases["case_id"].iloc[0]
+    r = runner.invoke(
+        app, ["triage", "dismiss", cid, "--by", "ops", "--note", "known", "--suppress-days", "7"]
+    )
+    assert r.exit_code == 0, r.output
+    ev = wh.read("anomaly_case_events")
+    assert ev[["case_id", "actor", "action", "to_status"]].values.tolist() == [
+        [cid, "ops", "dismiss", "dismissed"]
+    ]

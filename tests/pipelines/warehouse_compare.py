@@ -16,6 +16,7 @@ VOLATILE = {
     "run_at",
     "superseded_at",
     "updated_at",
+    "changed_at",
     "seconds",
     "mlflow_run_id",
     "settled_in_run",
