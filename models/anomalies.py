@@ -41,7 +41,15 @@ ANOMALY_COLUMNS = [
 ]
 """Columns of the ``anomalies`` table, in order."""
 
-RULES = ("gap", "negative", "spike", "flatline", "forecast_miss", "conflicting_duplicate")
+RULES = (
+    "gap",
+    "negative",
+    "spike",
+    "flatline",
+    "vacancy",
+    "forecast_miss",
+    "conflicting_duplicate",
+)
 """Rule names, in the order flags are listed."""
 
 SEVERITIES = ("high", "medium", "low")
@@ -83,6 +91,9 @@ class AnomalyThresholds:
     forecast_miss_tol_kwh : float
         A miss must also lie more than this from q50; for zero-width bands (q10 = q90, e.g.
         PV at night) this is the whole rule [kWh].
+    vacancy_min_days : int
+        A consumption point reading zero in every interval of this many days in a row (the
+        day and the days before it) is vacant [d].
     """
 
     spike_mad_k: float = 8.0
@@ -92,6 +103,7 @@ class AnomalyThresholds:
     forecast_miss_min_intervals: int = 3
     flatline_high_intervals: int = 12
     forecast_miss_tol_kwh: float = 0.05
+    vacancy_min_days: int = 7
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,6 +412,10 @@ def meter_anomalies(
         # flatline -------------------------------------------------------------------------
         records.extend(_flatlines(mp, values, present, h, exp, interval, day, th))
 
+        # vacancy --------------------------------------------------------------------------
+        if direction == "consumption":
+            records.extend(_vacancy(mp, values, present, h, exp, interval, day, th))
+
     if not records:
         return empty_anomalies()
     out = _frame(records)
@@ -407,6 +423,43 @@ def meter_anomalies(
     out = out.assign(_r=out["rule"].map(order))
     out = out.sort_values(["_r", "subject_id", "ts_start"], kind="stable").drop(columns="_r")
     return out.reset_index(drop=True)
+
+
+def _vacancy(
+    mp: str,
+    values: np.ndarray,
+    present: np.ndarray,
+    history: pd.DataFrame | None,
+    exp: pd.DatetimeIndex,
+    interval: pd.Timedelta,
+    day: dt.date,
+    th: AnomalyThresholds,
+) -> list[dict[str, Any]]:
+    """One low flag when a complete day of zeros ends a run of ``vacancy_min_days`` zero days:
+    the triage queue then keeps one vacancy case while it lasts, not a daily alarm."""
+    if not present.all() or np.abs(values).max() > _ZERO_TOL or history is None:
+        return []
+    days_before = th.vacancy_min_days - 1
+    since = exp[0] - pd.Timedelta(days=days_before)
+    h = history[(history["ts"] >= since) & (history["ts"] < exp[0])]
+    expected = int(round(days_before * pd.Timedelta(days=1) / interval))
+    if len(h) < 0.95 * expected or np.abs(h["kwh"].to_numpy(dtype=float)).max() > _ZERO_TOL:
+        return []
+    return [
+        {
+            "day": day,
+            "subject_id": mp,
+            "rule": "vacancy",
+            "severity": "low",
+            "ts_start": since,
+            "ts_end": exp[-1] + interval,
+            "message": (
+                f"Metering point {mp}: zero consumption in every interval for at least "
+                f"{th.vacancy_min_days} days (vacant?); its case stays open while it lasts."
+            ),
+            "evidence": _evidence({"days": th.vacancy_min_days, "intervals": len(h) + len(exp)}),
+        }
+    ]
 
 
 def _baseline(values: np.ndarray, direction: str) -> np.ndarray:

@@ -633,7 +633,8 @@ TABLES: dict[str, Table] = {
                 _c(
                     "rule",
                     "VARCHAR",
-                    "gap | negative | spike | flatline | forecast_miss | conflicting_duplicate",
+                    "gap | negative | spike | flatline | vacancy | forecast_miss | "
+                    "conflicting_duplicate",
                 ),
                 _c("severity", "VARCHAR", "low | medium | high"),
                 _c("subject_id", "VARCHAR", "metering point or forecast series flagged"),

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
 from models.contracts import TABLES
 from models.plan_store import PlanDecisionError, approval_state, authenticate, record_decision
+from models.triage import ACTIVE, STATUSES, TriageError, change, list_cases
 from pipelines.api.portal import add_portal
 
 log = logging.getLogger("ecm.api")
@@ -34,6 +35,16 @@ _bearer = HTTPBearer(auto_error=False)
 
 DayParam = Annotated[dt.date, Path(description="local day YYYY-MM-DD")]
 MemberParam = Annotated[str, Path(pattern=SAFE_ID, description="member id")]
+
+
+class CaseChange(BaseModel):
+    """A change of an anomaly case's status (``ecm triage``)."""
+
+    action: Literal["ack", "confirm", "dismiss", "resolve", "reopen"]
+    by: str = Field(min_length=1, max_length=200, description="who makes the change")
+    note: str | None = Field(default=None, max_length=2000)
+    suppress_days: int | None = Field(default=None, gt=0, le=366, description="dismiss only")
+    owner: str | None = Field(default=None, max_length=200)
 
 
 class Decision(BaseModel):
@@ -244,6 +255,47 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
         if who.role != "operator":
             doc["devices"] = [d for d in doc["devices"] if d["member_id"] == who.member_id]
         return doc
+
+    @app.get(f"{API}/cases")
+    def cases(who: Who, status: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
+        """Anomaly cases (active by default; ``?status=dismissed`` and so on). A member sees
+        the cases on themselves and their metering points."""
+        bad = [x for x in status or [] if x not in STATUSES]
+        if bad:
+            raise HTTPException(422, f"unknown status {bad}; one of {list(STATUSES)}")
+        wh = ecm.warehouse()
+        df = list_cases(wh, tuple(status or ACTIVE))
+        if who.role != "operator" and len(df):
+            mine = {who.member_id} | set(
+                wh.query(
+                    "SELECT metering_point_id FROM metering_points WHERE owner_id = ?",
+                    [who.member_id],
+                )["metering_point_id"].astype(str)
+            )
+            df = df[df["subject_id"].astype(str).isin(mine)]
+        return {"cases": _records(df)}
+
+    @app.post(f"{API}/cases/{{case_id}}")
+    def change_case(
+        case_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")],
+        body: CaseChange,
+        who: Annotated[Principal, Depends(operator)],
+    ) -> dict[str, Any]:
+        """Change a case's status (recorded in ``anomaly_case_events``); operators only."""
+        try:
+            ev = change(
+                ecm.warehouse(),
+                case_id,
+                body.action,
+                by=body.by,
+                note=body.note,
+                suppress_days=body.suppress_days,
+                owner=body.owner,
+            )
+        except TriageError as err:
+            code = 404 if str(err).startswith("no case") else 409
+            raise HTTPException(code, str(err)) from None
+        return {k: _json_value(v) for k, v in ev.items()}
 
     @app.get(f"{API}/members/{{member_id}}/statements/{{day}}", response_class=HTMLResponse)
     def statement(member_id: MemberParam, day: DayParam, who: Who) -> HTMLResponse:

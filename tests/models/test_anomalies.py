@@ -53,8 +53,9 @@ def _frame(profiles: dict[str, np.ndarray], ts: pd.DatetimeIndex) -> pd.DataFram
     )
 
 
-def _community(day: dt.date = DAY, history_days: int = 7):
-    """A clean day plus a week of history: a load, a PV plant and a vacant (all-zero) home."""
+def _community(day: dt.date = DAY, history_days: int = 5):
+    """A clean day plus five days of history: a load, a PV plant and an all-zero home (not yet
+    vacant: that takes seven zero days)."""
     ts = day_intervals_utc(day, TZ)
     hist_ts = pd.date_range(
         ts[0] - pd.Timedelta(days=history_days), ts[0], freq="h", inclusive="left"
@@ -123,6 +124,21 @@ def test_legitimate_zeros_are_not_flagged():
     for hist in (history, history.iloc[0:0]):
         out = _run(readings, hist, ts)
         assert out.empty, out[["rule", "subject_id", "message"]]
+
+
+def test_a_week_of_zeros_is_one_low_vacancy_flag_a_day():
+    """Seven complete days of zero consumption: one low `vacancy` flag (the triage queue keeps
+    one case while it lasts); six days, a missing interval, or PV zeros: none."""
+    readings, history, ts = _community(history_days=7)
+    out = _run(readings, history, ts)
+    assert out[["rule", "subject_id", "severity"]].values.tolist() == [
+        ["vacancy", "empty-flat", "low"]
+    ]
+    _assert_contract(out)
+    short = history[history["ts"] >= ts[0] - pd.Timedelta(days=5)]
+    assert _run(readings, short, ts).empty
+    holed = history.drop(history[history["metering_point_id"] == "empty-flat"].index[-30:])
+    assert _run(readings, holed, ts).empty
 
 
 def test_pv_daylight_is_not_a_spike_of_night_zeros():

@@ -321,3 +321,24 @@ def test_materialisations_link_to_the_report_and_the_mlflow_run(home):
     assert isinstance(link, dg.UrlMetadataValue) and link.url.endswith(f"{DAY}/plan.html")
     mlflow_link = latest("forecasts")["load_mlflow_run_link"]
     assert "/#/experiments/" in mlflow_link.url and "/runs/" in mlflow_link.url
+
+
+def test_anomaly_cases_through_the_api(client, tokens, home):
+    op = _h(tokens["operator"])
+    listed = client.get("/api/v1/cases", headers=op)
+    assert listed.status_code == 200
+    cases = listed.json()["cases"]
+    assert cases and all(c["status"] == "open" for c in cases)
+    assert client.get("/api/v1/cases?status=nope", headers=op).status_code == 422
+    cid = cases[0]["case_id"]
+    url = f"/api/v1/cases/{cid}"
+    body = {"action": "ack", "by": "Ops Lead", "note": "looking"}
+    assert client.post(url, json=body, headers=_h(tokens["M07"])).status_code == 403
+    r = client.post(url, json=body, headers=op)
+    assert r.status_code == 200 and r.json()["to_status"] == "acknowledged"
+    assert client.post(url, json=body, headers=op).status_code == 409  # already acknowledged
+    assert client.post("/api/v1/cases/000000000000", json=body, headers=op).status_code == 404
+    again = client.get("/api/v1/cases?status=acknowledged", headers=op).json()["cases"]
+    assert [c["case_id"] for c in again] == [cid] and again[0]["owner"] == "Ops Lead"
+    mine = client.get("/api/v1/cases", headers=_h(tokens["M07"])).json()["cases"]
+    assert all(c["subject_id"] in ("M07", "MP-07-C", "MP-07-P") for c in mine)
