@@ -94,6 +94,13 @@ class AnomalyThresholds:
     vacancy_min_days : int
         A consumption point reading zero in every interval of this many days in a row (the
         day and the days before it) is vacant [d].
+    spike_hour_window_h : float
+        Spikes are judged against the history within this many hours of the same time of day
+        (0: against the whole history) [h].
+    spike_max_factor : float
+        At a time of day, a spike must also exceed this multiple of the highest value of the
+        history at that time of day (household loads are heavy-tailed: an evening with the air
+        conditioner on is not a fault, a value half again above any seen at that hour is) [-].
     """
 
     spike_mad_k: float = 8.0
@@ -104,6 +111,8 @@ class AnomalyThresholds:
     flatline_high_intervals: int = 12
     forecast_miss_tol_kwh: float = 0.05
     vacancy_min_days: int = 7
+    spike_hour_window_h: float = 2.0
+    spike_max_factor: float = 1.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,7 +490,13 @@ def _spikes(
     day: dt.date,
     th: AnomalyThresholds,
 ) -> list[dict[str, Any]]:
-    """Spike flags of one metering point (see :func:`meter_anomalies`)."""
+    """Spike flags of one metering point (see :func:`meter_anomalies`).
+
+    Each interval is judged against the point's own history at the same time of day (within
+    ``spike_hour_window_h`` hours, so the ordinary evening peak of a home is measured against
+    its earlier evenings, not against its nights), where at least ``MIN_HISTORY_VALUES / 2``
+    such values exist: above the robust threshold of those values and ``spike_max_factor``
+    times the highest of them; otherwise against the whole history (or the day itself)."""
     base = _baseline(hist["kwh"].to_numpy() if hist is not None else np.array([]), direction)
     source = "history"
     if base.size < MIN_HISTORY_VALUES:
@@ -491,14 +506,30 @@ def _spikes(
         return []
     robust, med, mad, scale = robust_threshold(base, th.spike_mad_k)
     threshold = max(robust, th.spike_min_kwh)
+    thresholds = np.full(len(values), threshold)
+    if source == "history" and th.spike_hour_window_h > 0:
+        h_min = (hist["ts"].dt.hour * 60 + hist["ts"].dt.minute).to_numpy()
+        h_val = hist["kwh"].to_numpy(dtype=float)
+        d_min = exp.hour.to_numpy() * 60 + exp.minute.to_numpy()
+        w = th.spike_hour_window_h * 60
+        for i, m in enumerate(d_min):
+            gap = np.abs(h_min - m)
+            near = _baseline(h_val[np.minimum(gap, 1440 - gap) <= w], direction)
+            if near.size >= MIN_HISTORY_VALUES // 2:
+                thresholds[i] = max(
+                    robust_threshold(near, th.spike_mad_k)[0],
+                    th.spike_min_kwh,
+                    th.spike_max_factor * float(near.max()),
+                )
     v = np.nan_to_num(values, nan=-np.inf)
-    spike = present & (v > threshold)
+    spike = present & (v > thresholds)
     out: list[dict[str, Any]] = []
     for a, b in _runs(spike):
         seg = values[a : b + 1]
         n = b - a + 1
         i_max = a + int(np.argmax(seg))
         peak = float(values[i_max])
+        threshold = float(thresholds[i_max])
         severity = "high" if peak > 2.0 * threshold else "medium"
         out.append(
             {
@@ -511,8 +542,9 @@ def _spikes(
                 "message": (
                     f"Metering point {mp}: {peak:.3f} kWh at {_hm(exp[i_max])} "
                     f"({n} interval{'s' if n > 1 else ''} above {threshold:.3f} kWh), "
-                    f"{peak / threshold:.1f}x the spike threshold (median {med:.3f} kWh, "
-                    f"robust scale {scale:.3f} kWh over {base.size} {source} values)."
+                    f"{peak / threshold:.1f}x the spike threshold at that time of day (whole "
+                    f"history: median {med:.3f} kWh, robust scale {scale:.3f} kWh over "
+                    f"{base.size} {source} values)."
                 ),
                 "evidence": _evidence(
                     {

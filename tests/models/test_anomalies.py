@@ -161,8 +161,12 @@ def test_pv_daylight_is_not_a_spike_of_night_zeros():
     assert (history["kwh"] == 0).mean() > 0.4
     out = meter_anomalies(readings, history, ts, {"roof": "production"}, DAY)
     assert out.empty, out[["rule", "message"]]
-    as_load = meter_anomalies(readings, history, ts, {"roof": "consumption"}, DAY)
+    whole = AnomalyThresholds(spike_hour_window_h=0, spike_max_factor=0)
+    as_load = meter_anomalies(readings, history, ts, {"roof": "consumption"}, DAY, thresholds=whole)
     assert set(as_load["rule"]) == {"spike"}
+    # judged against the same hours of earlier days, a sunny noon is no spike even as a load
+    hourly = meter_anomalies(readings, history, ts, {"roof": "consumption"}, DAY)
+    assert hourly.empty
 
 
 # ---------------------------------------------------------------------------- meter: gaps
@@ -273,10 +277,14 @@ def test_negative_runs_are_one_flag_each():
 # ---------------------------------------------------------------------------- meter: spike
 
 
+WHOLE = AnomalyThresholds(spike_hour_window_h=0, spike_max_factor=0)
+"""Spikes judged against the whole history (the thresholds the tests below compute)."""
+
+
 def test_spike_is_flagged_with_threshold_in_evidence():
     readings, history, ts = _community()
     readings = _set(readings, "home-load", ts[14], 6.0)
-    out = _run(readings, history, ts)
+    out = _run(readings, history, ts, thresholds=WHOLE)
     assert list(out["rule"]) == ["spike"]
     row = out.iloc[0]
     assert row["subject_id"] == "home-load"
@@ -295,10 +303,37 @@ def test_moderate_spike_is_medium_and_small_one_is_ignored():
     hist_load = history.loc[history["metering_point_id"] == "home-load", "kwh"].to_numpy()
     thr = max(robust_threshold(hist_load, 8.0)[0], 0.5)
     readings = _set(readings, "home-load", ts[14], 1.5 * thr)
-    out = _run(readings, history, ts)
+    out = _run(readings, history, ts, thresholds=WHOLE)
     assert list(out["severity"]) == ["medium"]
     readings = _set(readings, "home-load", ts[14], 0.95 * thr)
-    assert _run(readings, history, ts).empty
+    assert _run(readings, history, ts, thresholds=WHOLE).empty
+
+
+def test_an_evening_peak_is_judged_against_earlier_evenings():
+    """A home whose every evening peaks at 3 kWh (nights 0.2): the evening is no spike
+    against its own evenings, although it is against the whole day's level; a 9 kWh evening,
+    or a 3 kWh night, still is."""
+    ts = day_intervals_utc(DAY, TZ)
+    hist_ts = pd.date_range(ts[0] - pd.Timedelta(days=14), ts[0], freq="h", inclusive="left")
+
+    def load(index: pd.DatetimeIndex, seed: int) -> np.ndarray:
+        hour = index.tz_convert(TZ).hour.to_numpy()
+        base = np.where((hour >= 18) & (hour <= 21), 3.0, 0.2)
+        return np.round(base * np.random.default_rng(seed).uniform(0.9, 1.1, len(index)), 4)
+
+    readings = _frame({"home": load(ts, 1)}, ts)
+    history = _frame({"home": load(hist_ts, 2)}, hist_ts)
+    mps = {"home": "consumption"}
+    assert meter_anomalies(readings, history, ts, mps, DAY).empty
+    assert set(meter_anomalies(readings, history, ts, mps, DAY, thresholds=WHOLE)["rule"]) == {
+        "spike"
+    }
+    evening = ts[ts.tz_convert(TZ).hour == 19][0]
+    night = ts[ts.tz_convert(TZ).hour == 3][0]
+    out = meter_anomalies(_set(readings, "home", evening, 9.0), history, ts, mps, DAY)
+    assert out["ts_start"].tolist() == [evening]
+    out = meter_anomalies(_set(readings, "home", night, 3.0), history, ts, mps, DAY)
+    assert out["ts_start"].tolist() == [night]
 
 
 def test_spike_falls_back_to_the_day_without_history():
