@@ -14,7 +14,12 @@ from assets.ingest import meter_readings
 from assets.partitions import daily_partitions, with_days_before
 from assets.queries import actuals
 from assets.resources import EcmResource
-from models.anomalies import forecast_anomalies, meter_anomalies, quarantine_anomalies
+from models.anomalies import (
+    forecast_anomalies,
+    meter_anomalies,
+    quarantine_anomalies,
+    settlement_anomalies,
+)
 from models.plan_store import approval_state, record_decision
 from models.reports import key_figures, render_member_statements, render_plan_report
 from models.settlement_store import latest_version, settled_allocations
@@ -26,7 +31,12 @@ from models.triage import cases_of_day, update_cases
     partitions_def=daily_partitions,
     kinds={"duckdb"},
     group_name="review",
-    deps=[meter_readings, with_days_before(forecasts.key, 1)],  # the previous day's misses
+    deps=[
+        meter_readings,
+        with_days_before(forecasts.key, 1),  # the previous day's misses
+        allocations,
+        dg.AssetKey("evaluation"),
+    ],
 )
 def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.MaterializeResult:
     """Flags on the day's meter data (gaps, spikes, flat-lines, negatives, intervals held back
@@ -66,6 +76,24 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     if not fc.empty:
         act = actuals(wh, cfg, prev, prev).rename(columns={"y": "actual"})
         flags.append(forecast_anomalies(fc, act, day))
+    settled = settled_allocations(wh, day)
+    if len(settled):
+        rule = cfg.fairness.settlement_rule
+        past = wh.query(
+            "SELECT a.day, a.member_id, a.amount FROM allocations a JOIN (SELECT day, "
+            "max(version) AS version FROM allocations WHERE day BETWEEN ? AND ? GROUP BY day) v "
+            "USING (day, version) WHERE a.rule = ?",
+            [day - dt.timedelta(days=28), prev, rule],
+        )
+        flags.append(
+            settlement_anomalies(
+                settled[settled["rule"] == rule],
+                past,
+                wh.read_day("evaluation", day),
+                day,
+                cfg.shared_assets.owner_id,
+            )
+        )
     df = pd.concat([f for f in flags if not f.empty] or [flags[0]], ignore_index=True)
     n = wh.replace("anomalies", df, {"day": day})
     cases = update_cases(wh, day, df)

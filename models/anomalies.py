@@ -49,6 +49,9 @@ RULES = (
     "vacancy",
     "forecast_miss",
     "conflicting_duplicate",
+    "negative_benefit",
+    "negative_amount",
+    "settlement_jump",
 )
 """Rule names, in the order flags are listed."""
 
@@ -646,6 +649,114 @@ def _infer_interval(ts: np.ndarray) -> pd.Timedelta:
     d = np.diff(np.unique(ts))
     d = d[d > 0]
     return pd.Timedelta(int(d.min()), unit="ns") if d.size else pd.Timedelta(hours=1)
+
+
+def settlement_anomalies(
+    allocations: pd.DataFrame,
+    history: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    day: dt.date,
+    owner_id: str,
+    jump_k: float = 6.0,
+    jump_min_amount: float = 2.0,
+    min_history_days: int = 14,
+) -> pd.DataFrame:
+    """Flag what looks wrong in the day's settlement before it reaches a bill.
+
+    Parameters
+    ----------
+    allocations : DataFrame
+        The day's settled rows (settlement rule, latest version): ``member_id, amount,
+        shared_kwh`` [currency, kWh].
+    history : DataFrame
+        The same rows of earlier days (``day`` too): each member's own history.
+    evaluation : DataFrame
+        The day's ``evaluation`` rows (``controller, benefit``).
+    day : date
+        The day checked.
+    owner_id : str
+        The community fund's id (subject of community-level flags).
+    jump_k, jump_min_amount, min_history_days
+        A member's amount is a jump above ``median + jump_k * 1.4826 * MAD`` of its own
+        history (at least ``min_history_days`` days) and more than ``jump_min_amount``
+        [currency] from the median.
+
+    Notes
+    -----
+    * ``negative_benefit`` (high): the real-time layer's day cost the members more than
+      acting alone (``evaluation.benefit < 0`` for ``ecm``).
+    * ``negative_amount`` (high): a member is allocated a negative amount.
+    * ``settlement_jump`` (medium): a member's amount jumps against its own history.
+    """
+    start = pd.Timestamp(day).tz_localize("UTC")
+    end = start + pd.Timedelta(days=1)
+    rec: list[dict[str, Any]] = []
+    ecm = evaluation[evaluation["controller"] == "ecm"] if len(evaluation) else evaluation
+    for r in ecm.itertuples(index=False):
+        if float(r.benefit) < 0:
+            rec.append(
+                {
+                    "day": day,
+                    "rule": "negative_benefit",
+                    "severity": "high",
+                    "subject_id": owner_id,
+                    "ts_start": start,
+                    "ts_end": end,
+                    "message": (
+                        f"The metered day under ECM's real-time layer cost the members "
+                        f"{-float(r.benefit):.2f} more than acting alone (evaluation.benefit)."
+                    ),
+                    "evidence": _evidence({"benefit": _num(float(r.benefit))}),
+                }
+            )
+    for r in allocations.itertuples(index=False):
+        amount = float(r.amount)
+        if amount < 0:
+            rec.append(
+                {
+                    "day": day,
+                    "rule": "negative_amount",
+                    "severity": "high",
+                    "subject_id": str(r.member_id),
+                    "ts_start": start,
+                    "ts_end": end,
+                    "message": f"Member {r.member_id} is allocated a negative amount {amount:.2f}.",
+                    "evidence": _evidence({"amount": _num(amount)}),
+                }
+            )
+            continue
+        past = history[history["member_id"].astype(str) == str(r.member_id)]
+        if past["day"].nunique() < min_history_days:
+            continue
+        vals = past["amount"].astype(float).to_numpy()
+        _, med, mad, scale = robust_threshold(vals, jump_k)
+        limit = med + jump_k * scale
+        if amount > limit and amount - med > jump_min_amount:
+            rec.append(
+                {
+                    "day": day,
+                    "rule": "settlement_jump",
+                    "severity": "medium",
+                    "subject_id": str(r.member_id),
+                    "ts_start": start,
+                    "ts_end": end,
+                    "message": (
+                        f"Member {r.member_id}: {amount:.2f} against a median of {med:.2f} over "
+                        f"its last {past['day'].nunique()} settled days (threshold {limit:.2f})."
+                    ),
+                    "evidence": _evidence(
+                        {
+                            "amount": _num(amount),
+                            "median": _num(med),
+                            "mad": _num(mad),
+                            "threshold": _num(limit),
+                            "history_days": int(past["day"].nunique()),
+                            "shared_kwh": _num(float(r.shared_kwh)),
+                        }
+                    ),
+                }
+            )
+    return _frame(rec) if rec else empty_anomalies()
 
 
 def forecast_anomalies(

@@ -634,7 +634,8 @@ TABLES: dict[str, Table] = {
                     "rule",
                     "VARCHAR",
                     "gap | negative | spike | flatline | vacancy | forecast_miss | "
-                    "conflicting_duplicate",
+                    "conflicting_duplicate | negative_benefit | negative_amount | "
+                    "settlement_jump",
                 ),
                 _c("severity", "VARCHAR", "low | medium | high"),
                 _c("subject_id", "VARCHAR", "metering point or forecast series flagged"),

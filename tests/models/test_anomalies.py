@@ -574,3 +574,53 @@ def test_clean_random_data_never_has_gap_negative_or_flatline(
     assert not ({"gap", "negative", "flatline"} & set(out["rule"]))
     assert set(out["rule"]) <= {"spike"}
     _assert_contract(out)
+
+
+# ---------------------------------------------------------------------------- settlement
+
+
+def _alloc(amounts: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"member_id": list(amounts), "amount": list(amounts.values()), "shared_kwh": 1.0}
+    )
+
+
+def _alloc_history(days: int, amounts: dict[str, float]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [
+        {"day": DAY - dt.timedelta(days=d + 1), "member_id": m, "amount": a * rng.uniform(0.8, 1.2)}
+        for d in range(days)
+        for m, a in amounts.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_settlement_flags_negative_benefit_negative_amounts_and_jumps():
+    from models.anomalies import settlement_anomalies
+
+    hist = _alloc_history(20, {"M01": 2.0, "M02": 3.0, "M03": 1.0})
+    ev = pd.DataFrame({"controller": ["ecm", "self_consumption"], "benefit": [-1.5, -4.0]})
+    out = settlement_anomalies(
+        _alloc({"M01": 2.1, "M02": 12.0, "M03": -0.4}), hist, ev, DAY, "COMMUNITY"
+    )
+    _assert_contract(out)
+    got = sorted(zip(out["rule"], out["subject_id"], out["severity"], strict=True))
+    assert got == [
+        ("negative_amount", "M03", "high"),
+        ("negative_benefit", "COMMUNITY", "high"),  # only ECM's own day counts
+        ("settlement_jump", "M02", "medium"),
+    ]
+    assert (
+        json.loads(out.loc[out["rule"] == "settlement_jump", "evidence"].iloc[0])["history_days"]
+        == 20
+    )
+
+
+def test_settlement_is_quiet_on_an_ordinary_day_or_without_history():
+    from models.anomalies import settlement_anomalies
+
+    ev = pd.DataFrame({"controller": ["ecm"], "benefit": [3.2]})
+    hist = _alloc_history(20, {"M01": 2.0, "M02": 3.0})
+    assert settlement_anomalies(_alloc({"M01": 2.2, "M02": 2.7}), hist, ev, DAY, "C").empty
+    short = _alloc_history(5, {"M01": 2.0})
+    assert settlement_anomalies(_alloc({"M01": 30.0}), short, ev, DAY, "C").empty
