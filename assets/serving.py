@@ -97,13 +97,20 @@ def member_months(days_df: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
 
 
+def subjects_of(wh: Any, member_id: str) -> set[str]:
+    """The ids a member's flags and cases are raised on: the member and its metering points."""
+    mps = wh.query("SELECT metering_point_id FROM metering_points WHERE owner_id = ?", [member_id])[
+        "metering_point_id"
+    ]
+    return {member_id, *mps.astype(str)}
+
+
 def member_anomalies(ecm: EcmResource, member_id: str) -> pd.DataFrame:
     """Flags raised on the member or its metering points, newest first."""
     return ecm.warehouse().query(
-        "SELECT day, rule, severity, subject_id, message FROM anomalies WHERE subject_id = ? "
-        "OR subject_id IN (SELECT metering_point_id FROM metering_points WHERE owner_id = ?) "
-        "ORDER BY day DESC, severity",
-        [member_id, member_id],
+        "SELECT day, rule, severity, subject_id, message FROM anomalies WHERE "
+        "list_contains(?, subject_id) ORDER BY day DESC, severity",
+        [sorted(subjects_of(ecm.warehouse(), member_id))],
     )
 
 

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from assets.resources import EcmResource
-from assets.serving import NotFound, days, setpoints_document
+from assets.serving import NotFound, days, setpoints_document, subjects_of
 from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
 from models.contracts import TABLES
@@ -203,13 +203,7 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
         wh = ecm.warehouse()
         df = wh.read_day("anomalies", day)
         if who.role != "operator":
-            mine = {who.member_id} | set(
-                wh.query(
-                    "SELECT metering_point_id FROM metering_points WHERE owner_id = ?",
-                    [who.member_id],
-                )["metering_point_id"].astype(str)
-            )
-            df = df[df["subject_id"].astype(str).isin(mine)]
+            df = df[df["subject_id"].astype(str).isin(subjects_of(wh, str(who.member_id)))]
         return {"day": str(day), "rows": _records(df)}
 
     @app.get(f"{API}/days/{{day}}/realised")
@@ -266,13 +260,7 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
         wh = ecm.warehouse()
         df = list_cases(wh, tuple(status or ACTIVE))
         if who.role != "operator" and len(df):
-            mine = {who.member_id} | set(
-                wh.query(
-                    "SELECT metering_point_id FROM metering_points WHERE owner_id = ?",
-                    [who.member_id],
-                )["metering_point_id"].astype(str)
-            )
-            df = df[df["subject_id"].astype(str).isin(mine)]
+            df = df[df["subject_id"].astype(str).isin(subjects_of(wh, str(who.member_id)))]
         return {"cases": _records(df)}
 
     @app.post(f"{API}/cases/{{case_id}}")

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from materialised import materialised_home
 from typer.testing import CliRunner
 
 from assets.resources import EcmResource
 from models.warehouse import Warehouse
 from optimisation.setpoints import schema
 from pipelines.api.app import create_app
-from pipelines.cli import _prepare_home, app, materialise_day
+from pipelines.cli import app
 
 DAY = dt.date(2017, 6, 14)
 runner = CliRunner()
@@ -25,18 +25,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ecm_api_home")
-    saved = {k: os.environ.get(k) for k in ("ECM_HOME", "DAGSTER_HOME")}
-    os.environ["ECM_HOME"] = str(path)
-    _prepare_home()
-    ok, errors = materialise_day(DAY)
-    assert ok, errors
-    yield path
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with materialised_home(tmp_path_factory.mktemp("ecm_api_home"), DAY) as path:
+        yield path
 
 
 def _token(*args: str) -> str:

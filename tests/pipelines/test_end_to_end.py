@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from materialised import materialised_home
 
 from models.contracts import TABLES
 from models.warehouse import Warehouse
-from pipelines.cli import _prepare_home, materialise_day
+from pipelines.cli import materialise_day
 
 DAY = dt.date(2017, 6, 14)
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ecm_home")
-    saved = {k: os.environ.get(k) for k in ("ECM_HOME", "DAGSTER_HOME")}
-    os.environ["ECM_HOME"] = str(path)
-    _prepare_home()
-    ok, errors = materialise_day(DAY)
-    assert ok, errors
-    yield path
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with materialised_home(tmp_path_factory.mktemp("ecm_home"), DAY) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

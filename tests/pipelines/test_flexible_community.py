@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from materialised import materialised_home
 
 from models.config import load_config
 from models.demo import DEFAULT_CONFIG
 from models.warehouse import Warehouse
-from pipelines.cli import _prepare_home, materialise_day
 
 DAY = dt.date(2017, 6, 14)
 FLEX = """
@@ -42,18 +42,8 @@ def home(tmp_path_factory):
         f"carbon_intensity_source: {demo.parent / 'citylearn_2022_carbon.parquet'}",
     )
     cfg.write_text(text + FLEX)
-    saved = {k: os.environ.get(k) for k in ("ECM_HOME", "DAGSTER_HOME", "ECM_CONFIG")}
-    os.environ["ECM_HOME"] = str(root / "home")
-    os.environ["ECM_CONFIG"] = str(cfg)
-    _prepare_home()
-    ok, errors = materialise_day(DAY)
-    assert ok, errors
-    yield root / "home"
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with materialised_home(root / "home", DAY, cfg) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
