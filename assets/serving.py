@@ -43,6 +43,7 @@ def setpoints_document(ecm: EcmResource, day: dt.date) -> dict[str, Any]:
         approval=approval_state(wh, day, plan),
         community=cfg.community.name,
         timezone=cfg.community.timezone,
+        flexible=wh.read_day("flexible_plan", day) if cfg.flexible_loads else None,
     )
 
 

@@ -44,6 +44,9 @@ CSV_COLUMNS = (
     "extra_charge_kw",
     "hold_kw",
     "extra_discharge_kw",
+    "power_kw",
+    "indoor_temp_c",
+    "starts",
     "plan_version",
     "approval_state",
     "valid_from",
@@ -77,6 +80,7 @@ def build_setpoints(
     community: str,
     timezone: str,
     generated_at: pd.Timestamp | None = None,
+    flexible: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The setpoints document of a day's plan.
 
@@ -94,6 +98,9 @@ def build_setpoints(
         The community owner when it has a shared battery.
     plan_version, approval : the plan's version and approval state
         (see ``models.plan_store.approval_state``).
+    flexible : DataFrame, optional
+        The day's ``flexible_plan`` rows: each air conditioner, EV and deferrable load becomes
+        a device with its planned power per interval [kW].
 
     Returns
     -------
@@ -162,6 +169,7 @@ def build_setpoints(
                 ],
             }
         )
+    devices.extend(_flexible_devices(flexible, step))
     kinds = sorted(set(exp["plan_kind"].astype(str)))
     return {
         "schema": SCHEMA_ID,
@@ -180,6 +188,36 @@ def build_setpoints(
         "control_mode": "self_consumption_plus_deviations",
         "devices": devices,
     }
+
+
+def _flexible_devices(flex: pd.DataFrame | None, step: pd.Timedelta) -> list[dict[str, Any]]:
+    """Air conditioners, EVs and deferrable loads as devices with planned power [kW]."""
+    if flex is None or flex.empty:
+        return []
+    out = []
+    for aid, g in flex.sort_values(["asset_id", "ts"]).groupby("asset_id", sort=True):
+        kind = str(g["kind"].iloc[0])
+        intervals = []
+        for r in g.itertuples(index=False):
+            iv: dict[str, Any] = {
+                "start": _iso(r.ts),
+                "end": _iso(pd.Timestamp(r.ts) + step),
+                "power_kw": round(float(r.power_kw), 4),
+            }
+            if kind == "air_conditioner" and pd.notna(r.indoor_temp_c):
+                iv["indoor_temp_c"] = round(float(r.indoor_temp_c), 3)
+            if kind == "deferrable":
+                iv["starts"] = bool(r.starts)
+            intervals.append(iv)
+        out.append(
+            {
+                "device_id": str(aid),
+                "member_id": str(g["member_id"].iloc[0]),
+                "kind": kind,
+                "intervals": intervals,
+            }
+        )
+    return out
 
 
 def setpoints_frame(doc: Mapping[str, Any]) -> pd.DataFrame:

@@ -124,3 +124,25 @@ def test_a_flexible_load_of_an_unknown_member_is_refused_by_name(tmp_path):
     cfg.write_text(Path(DEFAULT_CONFIG).read_text() + FLEX.replace("member: M02", "member: M99"))
     with pytest.raises(ConfigError, match=r"EV-02.*M99"):
         load_config(cfg)
+
+
+def test_the_export_carries_the_flexible_loads_as_devices(home, wh):
+    import json
+
+    import jsonschema
+    from typer.testing import CliRunner
+
+    from optimisation.setpoints import schema
+    from pipelines.cli import app
+
+    r = CliRunner().invoke(app, ["export", "plan", "--date", str(DAY)])  # the fixture's config
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    jsonschema.validate(doc, schema())
+    flex = {d["device_id"]: d for d in doc["devices"] if d["kind"] != "battery"}
+    assert set(flex) == {"AC-01", "EV-02", "WM-03"}
+    stored = wh.read_day("flexible_plan", DAY).set_index(["asset_id", "ts"]).sort_index()
+    ev = [iv["power_kw"] for iv in flex["EV-02"]["intervals"]]
+    assert ev == pytest.approx(stored.loc["EV-02", "power_kw"].round(4).tolist(), abs=1e-4)
+    assert all("indoor_temp_c" in iv for iv in flex["AC-01"]["intervals"])
+    assert sum(iv["starts"] for iv in flex["WM-03"]["intervals"]) == 1
