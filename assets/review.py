@@ -15,6 +15,7 @@ from assets.partitions import daily_partitions, with_days_before
 from assets.queries import actuals
 from assets.resources import EcmResource
 from models.anomalies import (
+    drift_anomalies,
     forecast_anomalies,
     meter_anomalies,
     quarantine_anomalies,
@@ -33,7 +34,7 @@ from models.triage import cases_of_day, update_cases
     group_name="review",
     deps=[
         meter_readings,
-        with_days_before(forecasts.key, 1),  # the previous day's misses
+        with_days_before(forecasts.key, 7),  # the previous day's misses, a week's drift
         allocations,
         dg.AssetKey("evaluation"),
     ],
@@ -76,6 +77,14 @@ def anomalies(context: dg.AssetExecutionContext, ecm: EcmResource) -> dg.Materia
     if not fc.empty:
         act = actuals(wh, cfg, prev, prev).rename(columns={"y": "actual"})
         flags.append(forecast_anomalies(fc, act, day))
+    week = day - dt.timedelta(days=7)
+    fc7 = wh.query(
+        "SELECT day, target, unique_id, model, ts, point, q10, q90, is_champion FROM forecasts "
+        "WHERE day BETWEEN ? AND ? AND (is_champion OR model = 'seasonal_naive')",
+        [week, prev],
+    )
+    if not fc7.empty:
+        flags.append(drift_anomalies(fc7, actuals(wh, cfg, week, prev), day))
     settled = settled_allocations(wh, day)
     if len(settled):
         rule = cfg.fairness.settlement_rule

@@ -52,6 +52,7 @@ RULES = (
     "negative_benefit",
     "negative_amount",
     "settlement_jump",
+    "forecast_drift",
 )
 """Rule names, in the order flags are listed."""
 
@@ -756,6 +757,95 @@ def settlement_anomalies(
                     ),
                 }
             )
+    return _frame(rec) if rec else empty_anomalies()
+
+
+def drift_anomalies(
+    forecasts: pd.DataFrame,
+    actuals: pd.DataFrame,
+    day: dt.date,
+    baseline: str = "seasonal_naive",
+    coverage_band: tuple[float, float] = (0.65, 0.92),
+    skill_floor: float = -0.05,
+    min_days: int = 5,
+) -> pd.DataFrame:
+    """Flag a target whose champion drifted over the days before ``day``.
+
+    Parameters
+    ----------
+    forecasts : DataFrame
+        Issued forecasts of those days, every model: ``day, target, unique_id, model, ts,
+        point, q10, q90, is_champion``.
+    actuals : DataFrame
+        ``target, unique_id, ts, y``.
+    coverage_band : (float, float)
+        The champion's q10-q90 coverage over the window must lie inside (its target is 80 %;
+        the band is wide for a week's noise) [-].
+    skill_floor : float
+        The champion's MAE skill against ``baseline`` on the same rows must stay above [-].
+    min_days : int
+        Fewer scored days than this and nothing is judged.
+
+    Notes
+    -----
+    ``forecast_drift`` (medium), one flag per target, with the window's coverage, MAE of the
+    champion and of the baseline, and the days scored in its evidence.
+    """
+    if forecasts.empty or actuals.empty:
+        return empty_anomalies()
+    m = forecasts.merge(actuals, on=["target", "unique_id", "ts"], how="inner")
+    m = m[np.isfinite(m["y"].astype(float))]
+    start = pd.Timestamp(day).tz_localize("UTC")
+    rec: list[dict[str, Any]] = []
+    for target, g in m.groupby("target"):
+        champ = g[g["is_champion"].astype(bool)]
+        base = g[g["model"] == baseline]
+        if champ["day"].nunique() < min_days or base.empty:
+            continue
+        y = champ["y"].astype(float)
+        coverage = float(((y >= champ["q10"]) & (y <= champ["q90"])).mean())
+        keys = ["unique_id", "ts"]
+        both = champ[[*keys, "point", "y"]].merge(
+            base[[*keys, "point"]], on=keys, suffixes=("", "_base")
+        )
+        mae = float((both["point"] - both["y"]).abs().mean())
+        mae_base = float((both["point_base"] - both["y"]).abs().mean())
+        skill = 1.0 - mae / mae_base if mae_base > 0 else 0.0
+        reasons = []
+        if not coverage_band[0] <= coverage <= coverage_band[1]:
+            reasons.append(
+                f"q10-q90 coverage {coverage:.0%} outside {coverage_band[0]:.0%}-"
+                f"{coverage_band[1]:.0%}"
+            )
+        if skill < skill_floor:
+            reasons.append(f"MAE {skill:+.0%} against {baseline}")
+        if not reasons:
+            continue
+        rec.append(
+            {
+                "day": day,
+                "rule": "forecast_drift",
+                "severity": "medium",
+                "subject_id": str(target),
+                "ts_start": start - pd.Timedelta(days=int(champ["day"].nunique())),
+                "ts_end": start,
+                "message": (
+                    f"The {target} champion over the last {champ['day'].nunique()} days: "
+                    + "; ".join(reasons)
+                    + " (retrain or review the models: ecm backtest)."
+                ),
+                "evidence": _evidence(
+                    {
+                        "coverage": _num(coverage),
+                        "mae": _num(mae),
+                        "mae_baseline": _num(mae_base),
+                        "skill": _num(skill),
+                        "days": int(champ["day"].nunique()),
+                        "baseline": baseline,
+                    }
+                ),
+            }
+        )
     return _frame(rec) if rec else empty_anomalies()
 
 

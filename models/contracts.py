@@ -635,7 +635,7 @@ TABLES: dict[str, Table] = {
                     "VARCHAR",
                     "gap | negative | spike | flatline | vacancy | forecast_miss | "
                     "conflicting_duplicate | negative_benefit | negative_amount | "
-                    "settlement_jump",
+                    "settlement_jump | forecast_drift",
                 ),
                 _c("severity", "VARCHAR", "low | medium | high"),
                 _c("subject_id", "VARCHAR", "metering point or forecast series flagged"),

@@ -238,7 +238,10 @@ def fit_rc(
     The RC model is linear in ``a = dt / (R C)`` and ``b = COP / C``:
     ``T[t] - T[t-1] = a (T_out[t] - T[t-1]) - s b P[t]``; least squares on the one-step
     changes gives them, and ``C = COP / b``, ``R = dt / (a C)``. Intervals with a missing value
-    are left out.
+    are left out. Sensor noise on the indoor temperature biases the one-step regression
+    towards smaller steps: with 0.02 K of noise on quarter-hours, three days identify R and C
+    within 10 % while the time constant R C stays below about a day and a half (half the
+    record); a slower dwelling needs a longer record.
 
     Parameters
     ----------

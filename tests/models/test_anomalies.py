@@ -624,3 +624,40 @@ def test_settlement_is_quiet_on_an_ordinary_day_or_without_history():
     assert settlement_anomalies(_alloc({"M01": 2.2, "M02": 2.7}), hist, ev, DAY, "C").empty
     short = _alloc_history(5, {"M01": 2.0})
     assert settlement_anomalies(_alloc({"M01": 30.0}), short, ev, DAY, "C").empty
+
+
+def test_drift_flags_a_champion_worse_than_the_naive_or_miscalibrated():
+    from models.anomalies import drift_anomalies
+
+    ts = pd.date_range("2024-06-05", periods=7 * 24, freq="h", tz="UTC")
+    rng = np.random.default_rng(3)
+    y = 1.0 + rng.normal(0, 0.2, len(ts))
+    act = pd.DataFrame({"target": "load", "unique_id": "M01", "ts": ts, "y": y})
+    day = pd.Series(ts.date, index=ts)
+
+    def fc(model, point, half, champion):
+        return pd.DataFrame(
+            {
+                "day": day.to_numpy(),
+                "target": "load",
+                "unique_id": "M01",
+                "model": model,
+                "ts": ts,
+                "point": point,
+                "q10": point - half,
+                "q90": point + half,
+                "is_champion": champion,
+            }
+        )
+
+    naive = fc("seasonal_naive", y + rng.normal(0, 0.1, len(ts)), 0.3, False)
+    good = fc("lightgbm", y + rng.normal(0, 0.05, len(ts)), 0.064, True)  # ~80 % covered
+    assert drift_anomalies(pd.concat([good, naive]), act, DAY).empty
+    bad = fc("lightgbm", y + 0.5, 0.1, True)  # biased: worse than the naive, never covers
+    out = drift_anomalies(pd.concat([bad, naive]), act, DAY)
+    _assert_contract(out)
+    assert out["rule"].tolist() == ["forecast_drift"] and out["subject_id"].tolist() == ["load"]
+    ev = json.loads(out["evidence"].iloc[0])
+    assert ev["coverage"] == 0.0 and ev["skill"] < -0.05 and ev["days"] == 7
+    few = pd.concat([bad, naive])
+    assert drift_anomalies(few[few["ts"] < ts[3 * 24]], act, DAY).empty  # 3 days: no verdict
