@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,6 +46,21 @@ def setpoints_document(ecm: EcmResource, day: dt.date) -> dict[str, Any]:
         timezone=cfg.community.timezone,
         flexible=wh.read_day("flexible_plan", day) if cfg.flexible_loads else None,
     )
+
+
+def statement_file(ecm: EcmResource, member_id: str, day: dt.date) -> Path:
+    """The member's statement of the day (``reports/<day>/statements/<id>.html``).
+
+    Raises
+    ------
+    NotFound
+        None written, or the path would leave the reports folder.
+    """
+    root = ecm.reports_dir().resolve()
+    path = (root / f"{day}" / "statements" / f"{member_id}.html").resolve()
+    if root not in path.parents or not path.is_file():
+        raise NotFound(f"no statement of {member_id} for {day}")
+    return path
 
 
 def days(ecm: EcmResource) -> pd.DataFrame:

@@ -149,31 +149,17 @@ def bench_flexible(
         total_s, status, objective, comfort_violations, ev_shortfall_kwh``.
     """
     from optimisation.ev import EvSpec
-    from optimisation.hvac import HvacSpec
+    from optimisation.study import study_inputs
 
-    ts = pd.DatetimeIndex(data.ts)
-    s_n, t_n = len(data.probabilities), len(ts)
-    dt_h = (ts[1] - ts[0]).total_seconds() / 3600
-    specs = {a: HvacSpec(**p) for a, p in data.hvac.items()}
-    inputs = DispatchInputs(
-        ts=tuple(ts),
-        interval_hours=dt_h,
-        players=tuple(data.players),
-        batteries={a: BatterySpec(**b) for a, b in data.batteries.items()},
-        load_kwh=data.load_kwh,
-        pv_kwh=data.pv_kwh,
-        import_price=np.full((s_n, t_n), import_price),
-        export_price=np.full((s_n, t_n), export_price),
-        probabilities=data.probabilities,
-        incentive_per_kwh=incentive,
-        import_limit_kwh=np.array(
-            [contracted_kw * dt_h if p in specs else np.inf for p in data.players]
-        ),
-        share_periods=pd.factorize(ts.floor("h"))[0].astype(np.int64),
-        hvac=specs,
-        outdoor_temp_c=data.outdoor_temp_c,
+    inputs = study_inputs(
+        data,
+        import_price=import_price,
+        export_price=export_price,
+        incentive=incentive,
+        contracted_kw=contracted_kw,
         evs={e: EvSpec(max_power_kw=charger_kw, **v) for e, v in evs.items()},
     )
+    t_n, s_n = inputs.n_intervals, len(inputs.probabilities)
     t0 = time.perf_counter()
     model = build_model(inputs)
     t1 = time.perf_counter()
@@ -181,23 +167,16 @@ def bench_flexible(
     try:
         objective = round(solve(model).objective, 6)
         from optimisation.dispatch import ev_schedule, extract_hvac
+        from optimisation.ev import ev_frame
 
         violations = int((extract_hvac(model, inputs)["outside_band_k"] > 0.05).sum())
-        charge = ev_schedule(model, inputs)
-        short = round(
-            float(
-                sum(
-                    max(s.energy_kwh - s.efficiency * charge[k].sum(), 0.0)
-                    for k, s in enumerate(inputs.evs.values())
-                )
-            ),
-            6,
-        )
+        ev = ev_frame(inputs.evs, ev_schedule(model, inputs), pd.DatetimeIndex(inputs.ts))
+        short = round(float(ev.groupby("ev_id")["shortfall_kwh"].first().sum()), 6)
     except DispatchError as err:
         status = f"failed: {err}"
     t2 = time.perf_counter()
     return {
-        "members": len(specs),
+        "members": len(inputs.hvac or {}),
         "intervals": t_n,
         "scenarios": s_n,
         "evs": len(evs),

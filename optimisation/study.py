@@ -22,6 +22,7 @@ Pure Python: no dagster, no mlflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from optimisation.dispatch import BatterySpec, DispatchInputs, plan_day
+from optimisation.ev import EvSpec
 from optimisation.hvac import HvacSpec, thermostat
 
 SCENARIOS = ((0, False, False), (1, True, False), (2, False, True), (3, True, True))
@@ -69,6 +71,46 @@ class ScenarioResult:
         }
 
 
+def study_inputs(
+    data: Any,
+    *,
+    import_price: float,
+    export_price: float,
+    incentive: float,
+    contracted_kw: float,
+    load_kwh: np.ndarray | None = None,
+    batteries: bool = True,
+    hvac: bool = True,
+    evs: Mapping[str, EvSpec] | None = None,
+) -> DispatchInputs:
+    """The day-ahead LP's inputs of the study's community (``run_study``'s ``data``): flat
+    prices [currency/kWh], the contracted power of each apartment with an air conditioner
+    [kW], the incentive on hourly shared energy, and the batteries, air conditioners and EVs
+    that are planned (``load_kwh`` replaces the data's load, e.g. with thermostat power)."""
+    ts = pd.DatetimeIndex(data.ts)
+    s_n, t_n, dt_h = len(data.probabilities), len(ts), (ts[1] - ts[0]).total_seconds() / 3600
+    specs = {a: HvacSpec(**p) for a, p in data.hvac.items()}
+    return DispatchInputs(
+        ts=tuple(ts),
+        interval_hours=dt_h,
+        players=tuple(data.players),
+        batteries={a: BatterySpec(**b) for a, b in data.batteries.items()} if batteries else {},
+        load_kwh=data.load_kwh if load_kwh is None else load_kwh,
+        pv_kwh=data.pv_kwh,
+        import_price=np.full((s_n, t_n), import_price),
+        export_price=np.full((s_n, t_n), export_price),
+        probabilities=data.probabilities,
+        incentive_per_kwh=incentive,
+        import_limit_kwh=np.array(
+            [contracted_kw * dt_h if p in specs else np.inf for p in data.players]
+        ),
+        share_periods=_hours(ts),
+        hvac=specs if hvac else None,
+        outdoor_temp_c=data.outdoor_temp_c if hvac else None,
+        evs=evs,
+    )
+
+
 def run_study(
     data: Any,
     *,
@@ -92,7 +134,7 @@ def run_study(
         Scenarios 0 to 3.
     """
     ts = pd.DatetimeIndex(data.ts)
-    t_n, dt_h = len(ts), (ts[1] - ts[0]).total_seconds() / 3600
+    dt_h = (ts[1] - ts[0]).total_seconds() / 3600
     players = tuple(data.players)
     specs = {a: HvacSpec(**p) for a, p in data.hvac.items()}
     thermo = {
@@ -100,29 +142,21 @@ def run_study(
         for a, s in specs.items()
     }
     rows = {p: i for i, p in enumerate(players)}
-    s_n = len(data.probabilities)
-    limit = np.array([contracted_kw * dt_h if p in specs else np.inf for p in players])
     results: list[ScenarioResult] = []
     for number, hvac_opt, bat_opt in SCENARIOS:
         load = np.array(data.load_kwh, dtype=float)
         if not hvac_opt:
             for a, (power, _) in thermo.items():
                 load[:, rows[a]] += power[None, :]
-        inputs = DispatchInputs(
-            ts=tuple(ts),
-            interval_hours=dt_h,
-            players=players,
-            batteries={a: BatterySpec(**b) for a, b in data.batteries.items()} if bat_opt else {},
+        inputs = study_inputs(
+            data,
+            import_price=import_price,
+            export_price=export_price,
+            incentive=incentive,
+            contracted_kw=contracted_kw,
             load_kwh=load,
-            pv_kwh=data.pv_kwh,
-            import_price=np.full((s_n, t_n), import_price),
-            export_price=np.full((s_n, t_n), export_price),
-            probabilities=data.probabilities,
-            incentive_per_kwh=incentive,
-            import_limit_kwh=limit,
-            share_periods=_hours(ts),
-            hvac=specs if hvac_opt else None,
-            outdoor_temp_c=data.outdoor_temp_c if hvac_opt else None,
+            batteries=bat_opt,
+            hvac=hvac_opt,
         )
         res = plan_day(inputs)
         temps = _temperatures(specs, thermo, res.hvac, ts, hvac_opt)

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from assets.resources import EcmResource
-from assets.serving import NotFound, days, setpoints_document, subjects_of
+from assets.serving import NotFound, days, setpoints_document, statement_file, subjects_of
 from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
 from models.contracts import TABLES
@@ -290,10 +290,10 @@ def create_app(ecm: EcmResource | None = None) -> FastAPI:
         """The member's statement of the day (HTML)."""
         if not who.may_see(member_id):
             raise HTTPException(403, "a member token sees only its own member's data")
-        root = ecm.reports_dir().resolve()
-        path = (root / f"{day}" / "statements" / f"{member_id}.html").resolve()
-        if root not in path.parents or not path.is_file():
-            raise HTTPException(404, f"no statement of {member_id} for {day}")
+        try:
+            path = statement_file(ecm, member_id, day)
+        except NotFound as err:
+            raise HTTPException(404, str(err)) from None
         return HTMLResponse(path.read_text(encoding="utf-8"))
 
     add_portal(app, ecm)

@@ -15,7 +15,14 @@ from fastapi import FastAPI, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from assets.resources import EcmResource
-from assets.serving import member_anomalies, member_days, member_months, member_name
+from assets.serving import (
+    NotFound,
+    member_anomalies,
+    member_days,
+    member_months,
+    member_name,
+    statement_file,
+)
 from models.access import InvalidToken, Principal
 from models.config import SAFE_ID
 from models.plan_store import authenticate
@@ -46,13 +53,6 @@ def add_portal(app: FastAPI, ecm: EcmResource) -> None:
             return authenticate(ecm.warehouse(), token)
         except InvalidToken:
             return None
-
-    def statement_path(member_id: str, day: str) -> FilePath:
-        root = ecm.reports_dir().resolve()
-        path = (root / day / "statements" / f"{member_id}.html").resolve()
-        if root not in path.parents or not path.is_file():
-            raise HTTPException(404, f"no statement of {member_id} for {day}")
-        return path
 
     @app.get("/portal/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form() -> HTMLResponse:
@@ -122,7 +122,10 @@ def add_portal(app: FastAPI, ecm: EcmResource) -> None:
             return RedirectResponse("/portal/login", status_code=303)
         if not who.may_see(member_id):
             raise HTTPException(403, "a member sees only their own statements")
-        path = statement_path(member_id, day.isoformat())
+        try:
+            path = statement_file(ecm, member_id, day)
+        except NotFound as err:
+            raise HTTPException(404, str(err)) from None
         return HTMLResponse(
             path.read_text(encoding="utf-8"),
             headers={
